@@ -1,0 +1,63 @@
+# `make demo` and `make test` bootstrap .venv themselves; a second run installs nothing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-main
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint notebooks bench venv java kind-up kind-test kind-down clean
+
+demo: $(STAMP) java
+	$(PY) -m tests.harness demo
+
+test: $(STAMP) java
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@files=$$(git ls-files --cached --others --exclude-standard '*Dockerfile'); \
+	if [ -z "$$files" ]; then echo "hadolint: no Dockerfile yet"; \
+	else echo "hadolint $$files"; $(VENV)/bin/hadolint $$files; fi
+
+notebooks: $(STAMP)
+	$(PY) -m tests.harness notebooks
+
+bench: $(STAMP)
+	$(PY) -m benchmarks $(BENCH)
+
+venv: $(STAMP)
+
+# torch goes in first and on its own: `pip install torch==2.13.0` takes the CPU wheel, whereas a
+# torch pulled in by another package would bring gigabytes of CUDA libraries.
+$(STAMP): requirements/main.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -r requirements/main.txt
+	$(PY) -m pip check
+	touch $@
+
+# PySpark needs a Java runtime; install a headless one where there is none and we may (root on
+# Debian/Ubuntu, as in CI), otherwise say what to install.
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing a headless Java runtime for PySpark"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jre-headless >/dev/null; \
+	  else echo "PySpark needs Java 17 or newer: install a JRE (e.g. openjdk-17-jre-headless)"; exit 1; fi; }
+
+# The cluster lane (needs Docker, kind and kubectl; see tests/kind/README.md).
+kind-up:
+	bash tests/kind/up.sh
+
+kind-test: $(STAMP)
+	$(PY) -m pytest --kind -m kind $(PYTEST_ARGS)
+
+kind-down:
+	bash tests/kind/down.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,62 @@
+"""Case discovery and the contract's bookkeeping, on throwaway folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.harness import cases
+
+
+def make_case(root: Path, name: str, toml: str) -> Path:
+    folder = root / name
+    (folder / "manifests").mkdir(parents=True)
+    (folder / "case.toml").write_text(toml)
+    return folder
+
+
+def test_discovers_only_folders_with_case_toml(tmp_path: Path) -> None:
+    make_case(tmp_path, "beta", 'image = "x/beta:1"\n')
+    make_case(tmp_path, "alpha", 'image = "x/alpha:1"\n')
+    (tmp_path / "notacase").mkdir()
+    assert [c.name for c in cases.discover(tmp_path)] == ["alpha", "beta"]
+    assert cases.discover(tmp_path / "notacase") == []
+
+
+def test_missing_files_are_listed(tmp_path: Path) -> None:
+    folder = make_case(tmp_path, "demo", 'image = "x/demo:1"\n')
+    (folder / "train.py").write_text("")
+    missing = cases.load_case(folder).missing_files()
+    assert "train.py" not in missing
+    assert {"Dockerfile", "serve.py", "notebooks/walkthrough.py"} <= set(missing)
+
+
+def test_bad_case_toml_is_reported(tmp_path: Path) -> None:
+    folder = make_case(tmp_path, "demo", 'name = "other"\nimage = "x/demo:1"\n')
+    with pytest.raises(ValueError, match="differs from the folder name"):
+        cases.load_case(folder)
+    (folder / "case.toml").write_text('name = "demo"\n')
+    with pytest.raises(ValueError, match="image"):
+        cases.load_case(folder)
+
+
+def test_overrides_and_manifests(tmp_path: Path) -> None:
+    folder = make_case(
+        tmp_path,
+        "demo",
+        'image = "x/demo:1"\n[smoke.overrides."manifests/tfjob.yaml"]\n"spec.runPolicy.backoffLimit" = 1\n',
+    )
+    (folder / "manifests/tfjob.yaml").write_text("kind: TFJob\n")
+    (folder / "manifests/pipeline.yaml").write_text("{}\n")
+    (folder / "manifests/gpu").mkdir()
+    (folder / "manifests/gpu/kustomization.yaml").write_text("{}\n")
+    case = cases.load_case(folder)
+    assert [p.relative_to(folder).as_posix() for p in case.manifests] == [
+        "manifests/gpu/kustomization.yaml",
+        "manifests/tfjob.yaml",
+    ]
+    assert case.overrides_for(folder / "manifests/tfjob.yaml") == {"spec.runPolicy.backoffLimit": 1}
+    assert case.overrides_for(folder / "manifests/gpu/kustomization.yaml") == {}
+    assert cases.case_of(folder / "manifests/tfjob.yaml", tmp_path).name == "demo"
+    assert cases.case_of(tmp_path / "elsewhere.yaml", tmp_path) is None
