@@ -1,0 +1,1 @@
+"""Speed and quality measurements. `python -m benchmarks [NAME...]` runs them (see __main__)."""
