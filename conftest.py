@@ -23,7 +23,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("--kind"):
         return
-    skip = pytest.mark.skip(reason="cluster lane: start a cluster with tests/kind/up.sh, then pytest --kind")
+    skip = pytest.mark.skip(
+        reason="cluster lane: start a cluster with tests/kind/up.sh, then pytest --kind"
+    )
     for item in items:
         if "kind" in item.keywords:
             item.add_marker(skip)

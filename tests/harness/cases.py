@@ -95,7 +95,9 @@ def load_case(path: Path) -> Case:
     if config.get("name", path.name) != path.name:
         raise ValueError(f"{path}/case.toml: name {config['name']!r} differs from the folder name")
     if "image" not in config:
-        raise ValueError(f"{path}/case.toml: `image` is missing (the image kustomization.yaml names)")
+        raise ValueError(
+            f"{path}/case.toml: `image` is missing (the image kustomization.yaml names)"
+        )
     return Case(path=path, config=config)
 
 
