@@ -1,0 +1,324 @@
+"""The Katib harness: samplers, trial specs, metrics collection and the stop conditions.
+
+Trials run tests.fixtures.katib.score, whose accuracy peaks at lr=0.3, units=3; each one is a
+short local process, so every experiment here takes a second or two.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness import katib
+
+FIXTURES = Path(__file__).parent / "fixtures" / "katib"
+
+
+def experiment(*args: str, **spec: object) -> dict:
+    """The fixture Experiment with spec fields replaced and extra args for the trial script."""
+    doc = yaml.safe_load((FIXTURES / "experiment.yaml").read_text())
+    doc["spec"].update(spec)
+    container(doc)["command"] += list(args)
+    return doc
+
+
+def container(doc: dict) -> dict:
+    return doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def received(trial: katib.Trial) -> dict:
+    """What the trial script printed it was given."""
+    line = next(x for x in trial.job.primary().log().splitlines() if x.startswith("received "))
+    return json.loads(line.removeprefix("received "))
+
+
+def expected_accuracy(params: dict) -> float:
+    return 1 - (float(params["lr"]) - 0.3) ** 2 - 0.01 * abs(int(params["units"]) - 3)
+
+
+def overlap(timeline: Path) -> int:
+    """The most trials that were running at the same moment."""
+    events = []
+    for line in timeline.read_text().splitlines():
+        kind, _, stamp = line.split()
+        events.append((float(stamp), 1 if kind == "start" else -1))
+    running = peak = 0
+    for _, step in sorted(events):
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_stops_at_the_goal(tmp_path: Path) -> None:
+    doc = experiment(maxTrialCount=8, parallelTrialCount=1)
+    doc["spec"]["objective"]["goal"] = 0.97
+    result = katib.run_experiment(doc, workdir=tmp_path)
+    assert result.succeeded and result.reason == "ExperimentGoalReached"
+    assert len(result.trials) < 8
+    assert result.trials[-1].objective >= 0.97
+    assert all(t.objective < 0.97 for t in result.trials[:-1])
+
+
+def test_keeps_to_max_and_parallel_trial_counts(tmp_path: Path) -> None:
+    timeline = tmp_path / "timeline.txt"
+    doc = experiment("--sleep=0.4", maxTrialCount=5)
+    doc["spec"]["objective"].pop("goal")
+    seen = []
+    env = {"KATIB_TEST_TIMELINE": str(timeline)}
+    result = katib.run_experiment(doc, workdir=tmp_path / "run", env=env, on_trial=seen.append)
+    assert result.succeeded and result.reason == "ExperimentMaxTrialsReached"
+    assert len(result.trials) == 5 and len(seen) == 5
+    assert overlap(timeline) == 2  # parallelTrialCount: 2, and they did run side by side
+    assert len({t.name for t in result.trials}) == 5
+    assert all(t.name.startswith("score-") and len(t.name) == len("score-") + 8 for t in seen)
+
+
+def test_max_failed_trial_count_fails_the_experiment(tmp_path: Path) -> None:
+    doc = experiment("--fail", maxTrialCount=6, parallelTrialCount=1, maxFailedTrialCount=2)
+    result = katib.run_experiment(doc, workdir=tmp_path)
+    assert not result.succeeded and result.reason == "ExperimentFailed"
+    assert [t.status for t in result.trials] == ["Failed", "Failed"]
+    assert result.optimal_trial is None
+    assert "Trials Failed:              2" in result.describe()
+
+
+def test_optimal_trial_is_the_best_and_got_its_parameters(tmp_path: Path) -> None:
+    doc = experiment(maxTrialCount=4)
+    doc["spec"]["objective"].pop("goal")
+    result = katib.run_experiment(doc, workdir=tmp_path)
+    best = result.optimal_trial
+    assert best.objective == max(t.objective for t in result.trials)
+    for trial in result.trials:
+        # Values reach the trial as strings through ${trialParameters.x}, and its name too.
+        assert received(trial) == {
+            "lr": float(trial.parameters["lr"]),
+            "units": int(trial.parameters["units"]),
+            "optimizer": trial.parameters["optimizer"],
+        }
+        assert f'"--trial-name={trial.name}"' in trial.job.primary().log()
+        # The default strategy of a maximised objective is max (epoch 2), not latest (epoch 3).
+        accuracy = trial.metrics["accuracy"]
+        assert (
+            trial.objective == accuracy["max"] == pytest.approx(expected_accuracy(received(trial)))
+        )
+        assert accuracy["latest"] < accuracy["max"] and "loss" in trial.metrics
+    table, status = result.format_trials(), result.describe()
+    for text in (table, status):
+        assert best.name in text
+        assert all(value in text for value in best.parameters.values())
+    assert f"Best Trial Name:  {best.name}" in status
+    assert table.splitlines()[0].split()[:4] == ["NAME", "TYPE", "STATUS", "AGE"]
+
+
+def test_latest_metric_strategy(tmp_path: Path) -> None:
+    doc = experiment(maxTrialCount=1)
+    doc["spec"]["objective"]["metricStrategies"] = [{"name": "accuracy", "value": "latest"}]
+    (trial,) = katib.run_experiment(doc, workdir=tmp_path).trials
+    assert trial.objective == trial.metrics["accuracy"]["latest"] < trial.metrics["accuracy"]["max"]
+
+
+@pytest.mark.parametrize(
+    ("args", "collector"),
+    [
+        (
+            ["--format=custom"],
+            {
+                "collector": {"kind": "StdOut"},
+                "source": {"filter": {"metricsFormat": [r"([\w|-]+)\s*:\s*([+-]?\d*(\.\d+)?)"]}},
+            },
+        ),
+        (
+            ["--format=text-file", "--metrics-file=/var/log/katib/metrics.log"],
+            {"collector": {"kind": "File"}},  # Katib's default path and TEXT format
+        ),
+        (
+            ["--format=json-file", "--metrics-file=/katib/out/metrics.json"],
+            {
+                "collector": {"kind": "File"},
+                "source": {
+                    "fileSystemPath": {
+                        "path": "/katib/out/metrics.json",
+                        "kind": "File",
+                        "format": "JSON",
+                    }
+                },
+            },
+        ),
+    ],
+    ids=["stdout-custom-format", "file-text", "file-json"],
+)
+def test_collectors_read_the_right_values(tmp_path: Path, args: list, collector: dict) -> None:
+    doc = experiment(*args, maxTrialCount=2, metricsCollectorSpec=collector)
+    result = katib.run_experiment(doc, workdir=tmp_path)
+    assert [t.status for t in result.trials] == ["Succeeded", "Succeeded"]
+    for trial in result.trials:
+        score = expected_accuracy(trial.parameters)
+        assert trial.metrics["accuracy"]["max"] == pytest.approx(score)
+        assert trial.metrics["accuracy"]["min"] == pytest.approx(score * 0.5)
+        assert trial.metrics["accuracy"]["latest"] == pytest.approx(score * 0.9)
+
+
+def test_no_objective_metric_is_metrics_unavailable(tmp_path: Path) -> None:
+    doc = experiment("--format=none", maxTrialCount=3, parallelTrialCount=1, maxFailedTrialCount=1)
+    result = katib.run_experiment(doc, workdir=tmp_path)
+    # Katib counts MetricsUnavailable trials with the failed ones for maxFailedTrialCount.
+    assert [t.status for t in result.trials] == ["MetricsUnavailable"]
+    assert not result.succeeded and result.reason == "ExperimentFailed"
+
+
+def test_json_metrics_count_only_string_values() -> None:
+    text = '{"accuracy": "0.5", "loss": 0.3}\n{"accuracy": 0.9}\n\n{"accuracy": "0.7"}\n'
+    assert katib.parse_json_metrics(text, ["accuracy", "loss"]) == [
+        ("accuracy", 0.5),
+        ("accuracy", 0.7),
+    ]
+
+
+def test_default_filter_reads_katib_style_lines() -> None:
+    text = (
+        "2022-01-23T05:19:53Z INFO Epoch[5] Train-accuracy=0.93 loss=3.0e-02 other=1\n"
+        "no metrics here\nTrain-accuracy=.95\nTrain-accuracy=\n"
+    )
+    found = katib.parse_text_metrics(text, ["Train-accuracy", "loss"])
+    assert found == [("Train-accuracy", 0.93), ("loss", 0.03), ("Train-accuracy", 0.95)]
+
+
+def test_grid_visits_every_point_once(tmp_path: Path) -> None:
+    parameters = [
+        {
+            "name": "lr",
+            "parameterType": "double",
+            "feasibleSpace": {"min": "0.1", "max": "0.3", "step": "0.1"},
+        },
+        {"name": "units", "parameterType": "int", "feasibleSpace": {"min": "3", "max": "3"}},
+        {
+            "name": "optimizer",
+            "parameterType": "categorical",
+            "feasibleSpace": {"list": ["sgd", "adam"]},
+        },
+    ]
+    doc = experiment(parameters=parameters, algorithm={"algorithmName": "grid"})
+    doc["spec"].pop("maxTrialCount")
+    doc["spec"]["objective"].pop("goal")
+    result = katib.run_experiment(doc, workdir=tmp_path)
+    points = [tuple(t.parameters.values()) for t in result.trials]
+    assert sorted(points) == sorted(
+        (lr, "3", opt) for lr in ("0.1", "0.2", "0.3") for opt in ("sgd", "adam")
+    )
+    assert result.succeeded and result.reason == "ExperimentSuggestionEndReached"
+
+
+def test_grid_rejects_what_katib_rejects(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="Max Trial Count: 40 > all possible search"):
+        katib.run_experiment(
+            experiment(maxTrialCount=40, algorithm={"algorithmName": "grid"}), workdir=tmp_path
+        )
+    doc = experiment(algorithm={"algorithmName": "grid"})
+    del doc["spec"]["parameters"][0]["feasibleSpace"]["step"]
+    with pytest.raises(ValueError, match="'lr' has no step"):
+        katib.run_experiment(doc, workdir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "settings"),
+    [
+        ("random", {"random_state": "1"}),
+        ("tpe", {"random_state": "1", "n_startup_trials": "1"}),
+        ("multivariate-tpe", {"random_state": "1", "n_startup_trials": "1"}),
+        ("cmaes", {"random_state": "1", "sigma": "0.1"}),
+        ("sobol", {"random_state": "1"}),
+        ("bayesianoptimization", {"random_state": "1", "n_initial_points": "1"}),
+    ],
+)
+def test_each_algorithm_runs(tmp_path: Path, algorithm: str, settings: dict) -> None:
+    spec_settings = [{"name": k, "value": v} for k, v in settings.items()]
+    doc = experiment(
+        maxTrialCount=3,
+        parallelTrialCount=1,
+        algorithm={"algorithmName": algorithm, "algorithmSettings": spec_settings},
+    )
+    doc["spec"]["objective"].pop("goal")
+    result = katib.run_experiment(doc, workdir=tmp_path)
+    assert [t.status for t in result.trials] == ["Succeeded"] * 3
+    for trial in result.trials:
+        assert 0.1 <= float(trial.parameters["lr"]) <= 0.5
+        assert trial.parameters["units"] in {"2", "3", "4"}
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "settings", "message"),
+    [
+        ("hyperband", [], "not run locally"),
+        ("enas", [], "not run locally"),
+        ("annealing", [], "unknown algorithm"),
+        ("random", [{"name": "n_startup_trials", "value": "3"}], "unknown algorithmSetting"),
+        ("tpe", [{"name": "random_state", "value": "x"}], "random_state='x'"),
+        ("bayesianoptimization", [{"name": "base_estimator", "value": "RF"}], "GP"),
+    ],
+)
+def test_unsupported_algorithms_and_settings_are_clear_errors(
+    tmp_path: Path, algorithm: str, settings: list, message: str
+) -> None:
+    doc = experiment(algorithm={"algorithmName": algorithm, "algorithmSettings": settings})
+    with pytest.raises(ValueError, match=message):
+        katib.run_experiment(doc, workdir=tmp_path)
+    assert not (tmp_path / "trials").exists() or not any((tmp_path / "trials").iterdir())
+
+
+def test_trial_spec_substitution(tmp_path: Path) -> None:
+    doc = experiment()
+    doc["spec"]["trialTemplate"]["trialSpec"]["metadata"] = {"labels": {"team": "ml"}}
+    doc["spec"]["trialTemplate"]["trialParameters"].append(
+        {"name": "team", "reference": "${trialSpec.Labels[team]}"}
+    )
+    container(doc)["env"] = [{"name": "TEAM", "value": "${trialParameters.team}"}]
+    plan = katib.plan_experiment(doc)
+    spec = katib.render_trial_spec(plan, {"lr": "0.2", "units": "3", "optimizer": "adam"}, "t-1")
+    rendered = spec["spec"]["template"]["spec"]["containers"][0]
+    assert "--lr=0.2" in rendered["command"] and "--trial-name=t-1" in rendered["command"]
+    assert rendered["env"] == [{"name": "TEAM", "value": "ml"}]
+    assert spec["metadata"]["name"] == "t-1" and spec["metadata"]["namespace"] == "kubeflow"
+    container(doc)["command"].append("--x=${trialParameters.missing}")
+    with pytest.raises(ValueError, match="missing"):
+        katib.plan_experiment(doc)
+
+
+def test_batch_job_retries_up_to_its_backoff_limit(tmp_path: Path) -> None:
+    doc = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "flaky"},
+        "spec": {
+            "backoffLimit": 1,
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "command": ["python", "-c", "print('try'); raise SystemExit(3)"],
+                        }
+                    ],
+                }
+            },
+        },
+    }
+    job = katib.run_batch_job(doc, workdir=tmp_path)
+    assert not job.succeeded and job.reason == "BackoffLimitExceeded"
+    assert job.primary().exit_codes == [3, 3]
+    assert job.primary().log().count("try") == 1  # a new pod, and a fresh log, per attempt
+    assert len(list((tmp_path / "logs").glob("pod-*.log"))) == 2
+
+
+def test_tfjob_trials_run_through_jobs(tmp_path: Path) -> None:
+    doc = yaml.safe_load((FIXTURES / "tfjob-experiment.yaml").read_text())
+    result = katib.run_experiment(doc, workdir=tmp_path)
+    assert result.succeeded and result.reason == "ExperimentMaxTrialsReached"
+    for trial in result.trials:
+        assert trial.status == "Succeeded" and trial.job.kind == "TFJob"
+        # The collector read the chief's log, as Katib's sidecar watches the primary pod.
+        assert trial.job.primary().replica_type == "Chief"
+        assert trial.objective == pytest.approx(expected_accuracy(trial.parameters))
