@@ -60,3 +60,14 @@ def test_overrides_and_manifests(tmp_path: Path) -> None:
     assert case.overrides_for(folder / "manifests/gpu/kustomization.yaml") == {}
     assert cases.case_of(folder / "manifests/tfjob.yaml", tmp_path).name == "demo"
     assert cases.case_of(tmp_path / "elsewhere.yaml", tmp_path) is None
+
+
+def test_kustomize_patch_files_are_not_validated_as_objects(tmp_path: Path) -> None:
+    folder = make_case(tmp_path, "demo", 'image = "x/demo:1"\n')
+    (folder / "manifests/gpu").mkdir()
+    (folder / "manifests/gpu/kustomization.yaml").write_text(
+        "resources: [../]\npatches:\n  - path: gpu-patch.yaml\n"
+    )
+    (folder / "manifests/gpu/gpu-patch.yaml").write_text("kind: TFJob\n")
+    names = [p.name for p in cases.load_case(folder).manifests]
+    assert names == ["kustomization.yaml"]

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.harness.containers import REPO_ROOT
 
 # What DESIGN.md promises a user who copies a case folder.
@@ -76,9 +78,14 @@ class Case:
 
     @property
     def manifests(self) -> list[Path]:
-        """Every Kubernetes YAML of the case (overlays included), not the compiled pipeline."""
+        """Every Kubernetes YAML of the case (overlays included), not the compiled pipeline.
+
+        Kustomize patch files are partial objects, so they are left out: kustomize itself
+        checks that they apply.
+        """
         root = self.path / "manifests"
-        return sorted(p for p in root.rglob("*.yaml") if p.name != "pipeline.yaml")
+        files = {p for p in root.rglob("*.yaml") if p.name != "pipeline.yaml"}
+        return sorted(files - patch_files(root))
 
     def overrides_for(self, manifest: Path) -> dict[str, Any]:
         """The smoke overrides case.toml gives for one manifest (by path relative to the case)."""
@@ -87,6 +94,20 @@ class Case:
 
     def missing_files(self) -> list[str]:
         return [f for f in REQUIRED_FILES if not (self.path / f).exists()]
+
+
+def patch_files(root: Path) -> set[Path]:
+    """Files that kustomization.yaml files below root name as patches."""
+    found: set[Path] = set()
+    for kustomization in root.rglob("kustomization.yaml"):
+        config = yaml.safe_load(kustomization.read_text()) or {}
+        entries = [p.get("path") for p in config.get("patches", []) if isinstance(p, dict)]
+        entries += config.get("patchesStrategicMerge", []) + config.get("patchesJson6902", [])
+        for entry in entries:
+            name = entry.get("path") if isinstance(entry, dict) else entry
+            if name:
+                found.add(kustomization.parent / name)
+    return found
 
 
 def load_case(path: Path) -> Case:
