@@ -5,6 +5,7 @@
 import json
 import os
 import tempfile
+import types
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from kfp import dsl
 from kfp.local import config as local_config
 
 from tests.fixtures.pipelines import tiny
-from tests.harness.pipelines import compile_pipeline, compiled_drift, run_local
+from tests.harness.pipelines import compile_pipeline, compiled_drift, find_pipeline, run_local
 
 
 @dsl.pipeline(name="tiny")
@@ -84,3 +85,9 @@ def test_deploy_is_skipped_below_the_threshold(tmp_path: Path) -> None:
     assert not run.ran("deploy")
     with pytest.raises(FileNotFoundError, match="did not run"):
         run.artifact("deploy", "endpoint")
+
+
+def test_find_pipeline_takes_the_one_pipeline_of_a_module() -> None:
+    assert find_pipeline(tiny) is tiny.tiny_pipeline
+    with pytest.raises(LookupError, match="one @dsl.pipeline"):
+        find_pipeline(types.ModuleType("empty"))

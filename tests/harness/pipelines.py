@@ -19,15 +19,26 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
 from kfp import compiler, local
+from kfp.dsl.graph_component import GraphComponent
 from kfp.local import config as local_config
 
 from tests.harness.containers import REPO_ROOT
 
 DIFF_LINES = 40
+
+
+def find_pipeline(module: ModuleType) -> Callable:
+    """The one `@dsl.pipeline` function a case's pipeline module defines."""
+    found = [v for v in vars(module).values() if isinstance(v, GraphComponent)]
+    if len(found) != 1:
+        names = [f.name for f in found]
+        raise LookupError(f"{module.__name__} should define one @dsl.pipeline, found {names}")
+    return found[0]
 
 
 def compile_pipeline(pipeline_func: Callable, out: Path) -> Path:
