@@ -61,6 +61,11 @@ def stop(proc: subprocess.Popen, grace: float = 5.0) -> int | None:
     return proc.returncode
 
 
+def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Send sig to the process group of proc at once, as a node failure or an OOM kill would."""
+    _signal_group(proc, sig)
+
+
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)

@@ -1,0 +1,374 @@
+"""What each Kubeflow operator does to a job's replicas, as pure functions over the manifest.
+
+`jobs.run_job` starts the processes; this module says which processes, with which environment,
+which restart policy, and when the job has succeeded. Facts come from the operators' sources:
+
+- Training Operator v1.9 (`kubeflow/training-operator`, pkg/controller.v1/...):
+  tensorflow/tensorflow.go builds TF_CONFIG from every replica type (Evaluator included since the
+  kubeflow.org/v1 API; only v1alpha2 left it out), lower-case type names, `"environment": "cloud"`,
+  and sets it only when the job has more than one replica. pytorch/envvar.go + master.go set
+  PYTHONUNBUFFERED=0, and only when a Master exists MASTER_ADDR/PORT, PET_MASTER_ADDR/PORT,
+  WORLD_SIZE = replicas x nprocPerNode (1 unless an int), RANK = PET_NODE_RANK = node rank
+  (master 0, worker i+1) and PET_NPROC_PER_NODE; PET_NNODES = replicas always.
+  xgboost/xgboost.go sets MASTER_ADDR/PORT, WORLD_SIZE, RANK (workers offset by the masters),
+  PYTHONUNBUFFERED=0, and WORKER_PORT/WORKER_ADDRS (for LightGBM) when there is more than one replica.
+  Default restartPolicy: TFJob and XGBoostJob Never, PyTorchJob OnFailure.
+- Kubeflow Trainer v2 (`kubeflow/trainer`, pkg/runtime/framework/plugins/torch/torch.go): the
+  torch plugin does not add torchrun to the command (only for torchtune's `tune run`); it upserts
+  the trainer env, then PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK (the Job completion index),
+  PET_MASTER_ADDR (`<job>-node-0-0.<job>`) and PET_MASTER_PORT (29500). numProcPerNode defaults to
+  the runtime's `auto`; with resourcesPerNode and no GPU it becomes the CPU count (at least 1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tests.harness.procs import LOOPBACK
+
+TRAINING_OPERATOR = {
+    "TFJob": ("tfReplicaSpecs", ("Chief", "Master", "PS", "Worker", "Evaluator"), "tensorflow"),
+    "PyTorchJob": ("pytorchReplicaSpecs", ("Master", "Worker"), "pytorch"),
+    "XGBoostJob": ("xgbReplicaSpecs", ("Master", "Worker"), "xgboost"),
+}
+DEFAULT_RESTART_POLICY = {"TFJob": "Never", "PyTorchJob": "OnFailure", "XGBoostJob": "Never"}
+SUPPORTED_RUNTIMES = ("torch-distributed",)
+RESTART_POLICIES = ("Never", "OnFailure", "Always", "ExitCode")
+
+# pkg/util/train/train_util.go: SIGINT, SIGKILL, SIGTERM (a node going away) and SIGUSR1 (the
+# code users may exit with to ask for a retry) are retryable; every other code is permanent.
+RETRYABLE_EXIT_CODES = frozenset({130, 137, 138, 143})
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One process the operator would run as a pod: its container, pod spec and restart policy."""
+
+    replica_type: str
+    index: int
+    container: dict
+    pod_spec: dict
+    restart_policy: str
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.replica_type, self.index)
+
+
+def kind_of(doc: Mapping) -> str:
+    kind = doc.get("kind", "")
+    if kind in TRAINING_OPERATOR or kind in ("TrainJob", "SparkApplication"):
+        return kind
+    raise ValueError(
+        f"kind {kind!r} is not a job the harness runs: TFJob, PyTorchJob, XGBoostJob, "
+        "TrainJob or SparkApplication"
+    )
+
+
+def plan(doc: Mapping) -> list[Replica]:
+    """Every replica of the job, in the order the operator reconciles the types."""
+    kind = kind_of(doc)
+    if kind == "TrainJob":
+        return _plan_trainjob(doc)
+    if kind == "SparkApplication":
+        return _plan_spark(doc)
+    field, order, default_container = TRAINING_OPERATOR[kind]
+    specs = doc["spec"].get(field) or {}
+    unknown = set(specs) - set(order)
+    if unknown:
+        raise ValueError(f"{kind} has replica types {sorted(unknown)}; expected some of {order}")
+    if kind == "PyTorchJob" and doc["spec"].get("elasticPolicy"):
+        raise ValueError("PyTorchJob elasticPolicy is not supported by the local harness")
+    replicas = []
+    for rtype in order:
+        if rtype not in specs:
+            continue
+        spec = specs[rtype]
+        pod_spec = spec.get("template", {}).get("spec", {})
+        container = _pick_container(pod_spec, default_container)
+        policy = spec.get("restartPolicy") or DEFAULT_RESTART_POLICY[kind]
+        _check_policy(policy)
+        for i in range(int(spec.get("replicas", 1))):
+            replicas.append(Replica(rtype, i, container, pod_spec, policy))
+    return replicas
+
+
+def _pick_container(pod_spec: Mapping, name: str) -> dict:
+    containers = pod_spec.get("containers") or []
+    if not containers:
+        raise ValueError("a replica's pod template has no containers")
+    # The operator injects its env into the container with the framework's default name.
+    return next((c for c in containers if c.get("name") == name), containers[0])
+
+
+def _check_policy(policy: str) -> None:
+    if policy not in RESTART_POLICIES:
+        raise ValueError(f"restartPolicy {policy!r} is not one of {RESTART_POLICIES}")
+
+
+def _plan_trainjob(doc: Mapping) -> list[Replica]:
+    runtime = doc["spec"].get("runtimeRef", {}).get("name")
+    if runtime not in SUPPORTED_RUNTIMES:
+        raise ValueError(
+            f"TrainJob runtime {runtime!r} is not supported locally; the harness runs only "
+            f"{SUPPORTED_RUNTIMES} (Kubeflow Trainer's PyTorch runtime)"
+        )
+    trainer = doc["spec"].get("trainer") or {}
+    container = {
+        "name": "node",
+        "command": trainer.get("command", []),
+        "args": trainer.get("args", []),
+        "env": trainer.get("env", []),
+        "volumeMounts": _node_volume_mounts(doc["spec"].get("runtimePatches") or []),
+    }
+    # JobSet recreates the whole gang; a single node is never restarted in place here.
+    nodes = int(trainer.get("numNodes", 1))
+    return [Replica("Node", i, container, {}, "Never") for i in range(nodes)]
+
+
+def _node_volume_mounts(patches: object) -> list[dict]:
+    """volumeMounts of any `node` container patch, wherever runtimePatches nests it."""
+    found: list[dict] = []
+    if isinstance(patches, Mapping):
+        if patches.get("name") == "node" and "volumeMounts" in patches:
+            found.extend(patches["volumeMounts"])
+        for value in patches.values():
+            found.extend(_node_volume_mounts(value))
+    elif isinstance(patches, list):
+        for value in patches:
+            found.extend(_node_volume_mounts(value))
+    return found
+
+
+def _plan_spark(doc: Mapping) -> list[Replica]:
+    spec = doc["spec"]
+    driver = dict(spec.get("driver") or {})
+    env = list(driver.get("env") or [])
+    env += [{"name": k, "value": str(v)} for k, v in (driver.get("envVars") or {}).items()]
+    mounts = list(driver.get("volumeMounts") or [])
+    mounts += (spec.get("executor") or {}).get("volumeMounts") or []
+    container = {"name": "spark-kubernetes-driver", "env": env, "volumeMounts": mounts}
+    policy = (spec.get("restartPolicy") or {}).get("type", "Never")
+    if policy not in ("Never", "OnFailure", "Always"):
+        raise ValueError(f"SparkApplication restartPolicy.type {policy!r} is not supported")
+    return [Replica("Driver", 0, container, {"volumes": spec.get("volumes", [])}, policy)]
+
+
+def replica_env(doc: Mapping, replica_type: str, index: int, ports: Mapping) -> dict[str, str]:
+    """The variables the operator adds to one replica, with 127.0.0.1 and the given local ports.
+
+    `ports` maps (replica_type, index) to the loopback port that replica listens on.
+    """
+    kind = kind_of(doc)
+    if kind == "TFJob":
+        return _tf_env(doc, replica_type, index, ports)
+    if kind == "PyTorchJob":
+        return _pytorch_env(doc, replica_type, index, ports)
+    if kind == "XGBoostJob":
+        return _xgboost_env(doc, replica_type, index, ports)
+    if kind == "TrainJob":
+        return _trainjob_env(doc, index, ports)
+    # Spark binds the first non-loopback address otherwise; executors run this interpreter.
+    return {
+        "SPARK_LOCAL_IP": LOOPBACK,
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+    }
+
+
+def _counts(doc: Mapping) -> dict[str, int]:
+    field = TRAINING_OPERATOR[doc["kind"]][0]
+    return {t: int(s.get("replicas", 1)) for t, s in doc["spec"][field].items()}
+
+
+def tf_config(doc: Mapping, replica_type: str, index: int, ports: Mapping) -> str:
+    """TF_CONFIG as tensorflow.go's genTFConfigJSONStr marshals it (Go sorts map keys)."""
+    cluster = {
+        rtype.lower(): [f"{LOOPBACK}:{ports[(rtype, i)]}" for i in range(n)]
+        for rtype, n in _counts(doc).items()
+    }
+    config = {
+        "cluster": dict(sorted(cluster.items())),
+        "task": {"type": replica_type.lower(), "index": index},
+        "environment": "cloud",
+    }
+    return json.dumps(config, separators=(",", ":"))
+
+
+def _tf_env(doc: Mapping, replica_type: str, index: int, ports: Mapping) -> dict[str, str]:
+    # A single-replica TFJob is local training: the operator sets no TF_CONFIG at all.
+    if sum(_counts(doc).values()) == 1:
+        return {}
+    return {"TF_CONFIG": tf_config(doc, replica_type, index, ports)}
+
+
+def _pytorch_env(doc: Mapping, replica_type: str, index: int, ports: Mapping) -> dict[str, str]:
+    counts = _counts(doc)
+    total = sum(counts.values())
+    env = {"PYTHONUNBUFFERED": "0", "PET_NNODES": str(total)}
+    if "Master" not in counts:
+        # Without a Master the operator sets no rendezvous address: the job must bring its own.
+        return env
+    nproc = str(doc["spec"].get("nprocPerNode") or "auto")
+    rank = index + 1 if replica_type == "Worker" else index
+    port = str(ports[("Master", 0)])
+    env.update(
+        MASTER_ADDR=LOOPBACK,
+        MASTER_PORT=port,
+        PET_MASTER_ADDR=LOOPBACK,
+        PET_MASTER_PORT=port,
+        WORLD_SIZE=str(total * (int(nproc) if nproc.isdigit() else 1)),
+        RANK=str(rank),
+        PET_NPROC_PER_NODE=nproc,
+        PET_NODE_RANK=str(rank),
+    )
+    return env
+
+
+def _xgboost_env(doc: Mapping, replica_type: str, index: int, ports: Mapping) -> dict[str, str]:
+    counts = _counts(doc)
+    total = sum(counts.values())
+    rank = index + counts.get("Master", 0) if replica_type == "Worker" else index
+    env = {
+        "MASTER_PORT": str(ports[("Master", 0)]),
+        "MASTER_ADDR": LOOPBACK,
+        "WORLD_SIZE": str(total),
+        "RANK": str(rank),
+        "PYTHONUNBUFFERED": "0",
+    }
+    if total > 1:
+        # The operator gives one WORKER_PORT for all workers (each has its own pod IP); on one
+        # machine they cannot share it, so this is worker 0's port. Only LightGBM reads these.
+        env["WORKER_PORT"] = str(ports.get(("Worker", 0), ports[("Master", 0)]))
+        env["WORKER_ADDRS"] = ",".join([LOOPBACK] * (total - 1))
+    return env
+
+
+def num_proc_per_node(doc: Mapping) -> str:
+    """PET_NPROC_PER_NODE as the torch plugin computes it, with `auto` on CPU meaning 1 here.
+
+    torchrun's own `auto` on a CPU-only pod starts one process per CPU of the machine, which on a
+    laptop is many; the harness runs one, which is what a pod with `cpu: 1` gets on a cluster.
+    """
+    trainer = doc["spec"].get("trainer") or {}
+    value = str(trainer.get("numProcPerNode", "auto"))
+    resources = trainer.get("resourcesPerNode") or {}
+    if value in ("auto", "cpu"):
+        for section in ("limits", "requests"):
+            res = resources.get(section) or {}
+            if any("gpu" in name.lower() for name in res) and value == "auto":
+                return "auto"
+            if "cpu" in res:
+                return str(max(1, _cpu_count(res["cpu"])))
+        return "1"
+    return value
+
+
+def _cpu_count(quantity: object) -> int:
+    text = str(quantity)
+    if text.endswith("m"):
+        return int(text[:-1]) // 1000
+    return math.floor(float(text))
+
+
+def _trainjob_env(doc: Mapping, index: int, ports: Mapping) -> dict[str, str]:
+    trainer = doc["spec"].get("trainer") or {}
+    port = str(ports[("Node", 0)])
+    return {
+        "PET_NNODES": str(int(trainer.get("numNodes", 1))),
+        "PET_NPROC_PER_NODE": num_proc_per_node(doc),
+        "PET_NODE_RANK": str(index),
+        "PET_MASTER_ADDR": LOOPBACK,
+        "PET_MASTER_PORT": port,
+    }
+
+
+def primary(doc: Mapping) -> tuple[str, int]:
+    """The replica whose completion the operator reads as the job's success."""
+    kind = kind_of(doc)
+    if kind == "TrainJob":
+        return ("Node", 0)
+    if kind == "SparkApplication":
+        return ("Driver", 0)
+    counts = _counts(doc)
+    for rtype in ("Chief", "Master"):
+        if rtype in counts:
+            return (rtype, 0)
+    return ("Worker", 0)
+
+
+def succeeded(doc: Mapping, statuses: Mapping[tuple[str, int], str]) -> bool:
+    """Whether the operator would mark the job Succeeded, given each replica's status.
+
+    TFJob: all Chief/Master replicas succeeded; without one, worker 0 succeeded (or every worker
+    with `successPolicy: AllWorkers`). PyTorchJob and XGBoostJob: the Master succeeded; without
+    one, every worker. TrainJob: every node (JobSet's default successPolicy `All`). Spark: the driver.
+    """
+    kind = kind_of(doc)
+
+    def all_of(rtype: str) -> bool:
+        keys = [k for k in statuses if k[0] == rtype]
+        return bool(keys) and all(statuses[k] == "Succeeded" for k in keys)
+
+    if kind in ("TrainJob", "SparkApplication"):
+        return all(s == "Succeeded" for s in statuses.values())
+    counts = _counts(doc)
+    leaders = [t for t in ("Chief", "Master") if t in counts]
+    if kind == "TFJob" and leaders:
+        return all(all_of(t) for t in leaders)
+    if kind != "TFJob" and "Master" in counts:
+        return all_of("Master")
+    if kind == "TFJob" and doc["spec"].get("successPolicy") != "AllWorkers":
+        return statuses.get(("Worker", 0)) == "Succeeded"
+    return all_of("Worker")
+
+
+def should_restart(policy: str, exit_code: int) -> bool:
+    """Whether a replica under this restartPolicy is started again after exiting with exit_code."""
+    if policy == "Always":
+        return True
+    if policy == "OnFailure":
+        return exit_code != 0
+    if policy == "ExitCode":
+        return exit_code in RETRYABLE_EXIT_CODES
+    return False
+
+
+def spark_container(doc: Mapping) -> dict:
+    """The driver as a container running spark-submit in local mode, with container paths.
+
+    local[N] with N = executor.instances x executor.cores (each defaulting to 1) gives the job as
+    many task slots as its executors would have on a cluster. The Spark UI is off unless sparkConf
+    turns it on, so jobs running side by side do not race for port 4040.
+    """
+    spec = doc["spec"]
+    executor = spec.get("executor") or {}
+    slots = max(1, int(executor.get("instances", 1)) * int(executor.get("cores", 1)))
+    args = ["--master", f"local[{slots}]", "--name", doc.get("metadata", {}).get("name", "spark")]
+    if spec.get("mainClass"):
+        args += ["--class", spec["mainClass"]]
+    conf = {"spark.ui.enabled": "false"}
+    if (spec.get("driver") or {}).get("memory"):
+        conf["spark.driver.memory"] = str(spec["driver"]["memory"])
+    conf.update({k: str(v) for k, v in (spec.get("sparkConf") or {}).items()})
+    for key, value in conf.items():
+        args += ["--conf", f"{key}={value}"]
+    deps = spec.get("deps") or {}
+    for field, flag in (("pyFiles", "--py-files"), ("jars", "--jars"), ("files", "--files")):
+        if deps.get(field):
+            args += [flag, ",".join(_strip_scheme(p) for p in deps[field])]
+    args.append(_strip_scheme(spec["mainApplicationFile"]))
+    args += [str(a) for a in spec.get("arguments") or []]
+    return {"name": "spark-kubernetes-driver", "command": ["spark-submit"], "args": args}
+
+
+def _strip_scheme(uri: str) -> str:
+    # `local://` means "already in the image", which here is the repository behind /app.
+    for scheme in ("local://", "file://"):
+        if uri.startswith(scheme):
+            return uri[len(scheme) :]
+    return uri
