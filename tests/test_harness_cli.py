@@ -63,3 +63,24 @@ def test_unknown_command_is_a_usage_error() -> None:
     with pytest.raises(SystemExit) as exc:
         cli.main(["deploy"])
     assert exc.value.code == 2
+
+
+def test_run_a_tfjob_shows_the_replicas_and_the_condition(tmp_path: Path, capsys) -> None:
+    manifest = FIXTURES / "jobs/tfjob_chief_ps.yaml"
+    assert cli.main(["run", str(manifest), "--workdir", str(tmp_path), "--timeout", "120"]) == 0
+    out = capsys.readouterr().out
+    assert "TFJobSucceeded" in out
+    assert all(name in out for name in ("chief-0", "worker-0", "worker-1", "ps-0"))
+
+
+def test_run_a_failing_job_exits_1_with_the_log(tmp_path: Path, capsys) -> None:
+    doc = yaml.safe_load((FIXTURES / "jobs/tfjob_chief_ps.yaml").read_text())
+    del doc["spec"]["tfReplicaSpecs"]["PS"], doc["spec"]["tfReplicaSpecs"]["Worker"]
+    doc["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]["containers"][0]["args"] = [
+        "--exit",
+        "3",
+    ]
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(doc))
+    assert cli.main(["run", str(tmp_path / "job.yaml"), "--workdir", str(tmp_path / "w")]) == 1
+    out = capsys.readouterr().out
+    assert "TFJobFailed" in out and "chief-0 log tail" in out

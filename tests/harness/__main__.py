@@ -95,7 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not job.succeeded:
         for replica in job.replicas:
             if any(replica.exit_codes):
-                print(f"--- {replica.replica_type}-{replica.index} log tail ---")
+                print(f"--- {replica.name} log tail ---")
                 print(replica.log()[-3000:])
     return 0 if job.succeeded else 1
 

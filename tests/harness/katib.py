@@ -722,7 +722,7 @@ def _run_job(
         )
     from tests.harness import jobs
 
-    return jobs.run_job(doc, workdir=workdir, timeout=timeout, env=env, paths=paths)
+    return jobs.run_job(doc, workdir=workdir, timeout=timeout, env=env, paths=paths, cancel=cancel)
 
 
 def run_batch_job(
