@@ -10,17 +10,9 @@ from pathlib import Path
 
 import pytest
 
-GOOD = """\
-FROM python:3.11.11-slim-bookworm
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-WORKDIR /app
-COPY requirements.txt /tmp/requirements.txt
-RUN pip install --no-cache-dir -r /tmp/requirements.txt
-COPY . /app/demo
-RUN useradd --uid 1000 --create-home app
-USER 1000
-CMD ["python", "-m", "demo.serve"]
-"""
+# The contract fixture's Dockerfile is the house pattern: pinned slim base, cached requirements
+# layer, non-root user.
+GOOD = (Path(__file__).parent / "fixtures/contract_case/tinycase/Dockerfile").read_text()
 
 BAD = """\
 FROM python:latest
