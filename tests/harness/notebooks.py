@@ -134,6 +134,10 @@ def execute(
     source, output = Path(source), Path(output)
     nb = to_notebook(source) if source.suffix == ".py" else nbformat.read(source, as_version=4)
     output.parent.mkdir(parents=True, exist_ok=True)
+    # The kernel inherits this environment; an MPLBACKEND=Agg set for scripts (as CI often does)
+    # would make plt.show() draw nothing into the notebook, so the kernel gets the inline backend.
+    saved = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         papermill.execute_notebook(
             nb,
@@ -149,6 +153,11 @@ def execute(
             f"{source}: cell In [{e.exec_count}] raised {e.ename}: {e.evalue}\n"
             f"--- the cell ---\n{e.source}\n--- executed notebook: {output} ---"
         ) from e
+    finally:
+        if saved is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = saved
     return output
 
 
