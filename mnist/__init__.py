@@ -1,0 +1,1 @@
+"""MNIST handwritten digits: the template case study (run its modules with `python -m mnist.X`)."""

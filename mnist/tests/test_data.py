@@ -1,0 +1,182 @@
+"""mnist.data: the IDX parser, the download path (against a loopback server) and the sample."""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnist import data
+
+
+@pytest.mark.parametrize("dtype", ["u1", "i1", "i2", "i4", "f4", "f8"])
+def test_idx_round_trip(dtype: str) -> None:
+    array = (np.arange(2 * 3 * 4) - 5).astype(dtype).reshape(2, 3, 4)
+    parsed = data.parse_idx(data.encode_idx(array))
+    assert parsed.dtype == array.dtype.newbyteorder("=")
+    np.testing.assert_array_equal(parsed, array)
+
+
+def test_idx_header_is_big_endian() -> None:
+    # The labels header as MNIST's page documents it: magic 0x00000801, then the count.
+    encoded = data.encode_idx(np.zeros(60000, np.uint8))
+    assert encoded[:8] == bytes.fromhex("000008010000ea60")
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda b: b"\x01" + b[1:], "magic"),
+        (lambda b: b[:2] + b"\x07" + b[3:], "magic"),  # no such type code
+        (lambda b: b[:-1], "truncated"),
+        (lambda b: b + b"\x00", "corrupt"),
+        (lambda b: b[:6], "header"),
+        (lambda b: b[:3], "header"),
+    ],
+    ids=["first-byte", "type-code", "truncated-data", "trailing-byte", "short-dims", "short-magic"],
+)
+def test_idx_rejects_malformed(mutate, message: str) -> None:
+    good = data.encode_idx(np.ones((3, 28, 28), np.uint8))
+    with pytest.raises(data.IdxError, match=message):
+        data.parse_idx(mutate(good))
+
+
+def test_truncated_gzip_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "x-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(data.encode_idx(np.arange(1000, dtype=np.uint8)))[:-20])
+    with pytest.raises(data.IdxError, match="x-idx1-ubyte.gz"):
+        data.read_idx_gz(path)
+
+
+# --- the download path, against a throwaway HTTP server on 127.0.0.1 -------------------------
+
+
+@contextlib.contextmanager
+def http_server(files: dict[str, bytes], truncate: bool = False) -> Iterator[str]:
+    """Serve files at http://127.0.0.1:<free port>/; truncate sends half of each body."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802  (the name http.server calls)
+            body = files.get(self.path.lstrip("/"))
+            if body is None:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2] if truncate else body)
+
+        def log_message(self, *args: object) -> None:  # keep pytest's output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def tiny_mnist() -> dict[str, bytes]:
+    """The four MNIST files, gzipped IDX as the mirror serves them, with 7 and 3 digits."""
+    rng = np.random.default_rng(0)
+    arrays = {
+        "train-images-idx3-ubyte.gz": rng.integers(0, 256, (7, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte.gz": rng.integers(0, 10, 7, dtype=np.uint8),
+        "t10k-images-idx3-ubyte.gz": rng.integers(0, 256, (3, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte.gz": rng.integers(0, 10, 3, dtype=np.uint8),
+    }
+    return {name: gzip.compress(data.encode_idx(a)) for name, a in arrays.items()}
+
+
+def sha256s(files: dict[str, bytes]) -> dict[str, str]:
+    return {name: hashlib.sha256(body).hexdigest() for name, body in files.items()}
+
+
+def test_download_with_good_checksum_is_parsed(tmp_path: Path) -> None:
+    files = tiny_mnist()
+    cache = tmp_path / "cache"
+    with http_server(files) as url:
+        (train_x, train_y), (test_x, test_y) = data.load_mnist(
+            cache, mirror=url, checksums=sha256s(files), progress=False
+        )
+    assert train_x.shape == (7, 28, 28) and train_y.shape == (7,)
+    assert test_x.shape == (3, 28, 28) and test_y.shape == (3,)
+    assert sorted(p.name for p in cache.iterdir()) == sorted(files)
+    expected = data.parse_idx(gzip.decompress(files["t10k-images-idx3-ubyte.gz"]))
+    np.testing.assert_array_equal(test_x, expected)
+
+
+def test_cached_files_are_not_downloaded_again(tmp_path: Path) -> None:
+    files = tiny_mnist()
+    with http_server(files) as url:
+        data.load_mnist(tmp_path, mirror=url, checksums=sha256s(files), progress=False)
+    # The server is gone: a second load must come from the verified cache alone.
+    (train_x, _), _ = data.load_mnist(
+        tmp_path, mirror="http://127.0.0.1:9/", checksums=sha256s(files), progress=False
+    )
+    assert len(train_x) == 7
+
+
+def test_wrong_checksum_leaves_nothing_in_the_cache(tmp_path: Path) -> None:
+    name = "train-labels-idx1-ubyte.gz"
+    with http_server(tiny_mnist()) as url, pytest.raises(data.DownloadError, match="sha256"):
+        data.download(url + name, tmp_path / name, "0" * 64, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_truncated_download_leaves_nothing_in_the_cache(tmp_path: Path) -> None:
+    name = "train-images-idx3-ubyte.gz"
+    files = tiny_mnist()
+    with (
+        http_server(files, truncate=True) as url,
+        pytest.raises(data.DownloadError, match="truncated"),
+    ):
+        data.download(url + name, tmp_path / name, sha256s(files)[name], progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_cached_file_is_replaced(tmp_path: Path) -> None:
+    name = "t10k-labels-idx1-ubyte.gz"
+    files = tiny_mnist()
+    (tmp_path / name).write_bytes(b"half a file")
+    with http_server(files) as url:
+        data.download(url + name, tmp_path / name, sha256s(files)[name], progress=False)
+    assert (tmp_path / name).read_bytes() == files[name]
+
+
+def test_unreachable_mirror_is_a_download_error(tmp_path: Path) -> None:
+    with http_server({}) as url, pytest.raises(data.DownloadError, match="404"):
+        data.download(url + "missing.gz", tmp_path / "missing.gz", "0" * 64, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the committed sample --------------------------------------------------------------------
+
+
+def test_sample_shapes_and_labels() -> None:
+    (train_x, train_y), (test_x, test_y) = data.load_sample()
+    assert train_x.shape == (4000, 28, 28) and train_y.shape == (4000,)
+    assert test_x.shape == (1000, 28, 28) and test_y.shape == (1000,)
+    assert train_x.dtype == test_x.dtype == np.uint8
+    # Stratified: every digit, 400 train and 100 test each.
+    assert np.bincount(train_y, minlength=10).tolist() == [400] * 10
+    assert np.bincount(test_y, minlength=10).tolist() == [100] * 10
+    assert train_x.max() == 255 and train_x.min() == 0
+
+
+def test_sample_fits_the_size_budget() -> None:
+    committed = [
+        p for p in data.SAMPLE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    ]
+    assert sum(p.stat().st_size for p in committed) <= 1_000_000

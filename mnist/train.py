@@ -1,0 +1,123 @@
+"""Train the MNIST CNN in one process (Keras 3 on TensorFlow).
+
+    python -m mnist.train --sample --epochs 3 --model-dir /tmp/mnist   # committed sample, ~30 s
+    python -m mnist.train --model-dir /tmp/mnist                       # full MNIST, downloaded once
+
+Metrics go to stdout as `name=value` lines, one set per epoch and a final set, which is what
+Katib's StdOut metrics collector reads, and the final ones to metrics.json in --model-dir beside
+the exported model.keras.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from mnist import data
+from mnist.model import MAX_LAYERS, OPTIMIZERS, build_keras_model
+
+VALIDATION_FRACTION = 0.1  # of the training split, held out for val_accuracy / val_loss
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train the MNIST CNN (Keras 3, one process).")
+    parser.add_argument(
+        "--sample", action="store_true", help="train on the committed sample (default: full MNIST)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=data.DEFAULT_DATA_DIR,
+        help=f"cache for the downloaded data (default: {data.DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--mirror", default=data.MIRROR, help=f"where to download from (default: {data.MIRROR})"
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=Path("model"),
+        help="where model.keras and metrics.json go (default: model)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=5, help="passes over the training data (default: 5)"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="images per step (default: 32)")
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="optimizer step size (default: 0.001)"
+    )
+    parser.add_argument(
+        "--num-layers",
+        type=int,
+        default=2,
+        choices=range(1, MAX_LAYERS + 1),
+        help=f"convolution blocks, 1 to {MAX_LAYERS} (default: 2)",
+    )
+    parser.add_argument(
+        "--optimizer", default="adam", choices=OPTIMIZERS, help="optimizer (default: adam)"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    return parser.parse_args(argv)
+
+
+def report(metrics: dict[str, float]) -> None:
+    """Print metrics as name=value lines; repr keeps every digit, so stdout and JSON agree."""
+    for name, value in metrics.items():
+        print(f"{name}={value}", flush=True)
+
+
+class PrintMetrics(keras.callbacks.Callback):
+    """After each epoch, the Keras logs as name=value lines for Katib."""
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        print(flush=True)  # the progress bar has not ended its line yet
+        report({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    args = parse_args(argv)
+    keras.utils.set_random_seed(args.seed)  # Python, NumPy and TensorFlow in one call
+
+    if args.sample:
+        (train_x, train_y), (test_x, test_y) = data.load_sample()
+    else:
+        (train_x, train_y), (test_x, test_y) = data.load_mnist(args.data_dir, mirror=args.mirror)
+    # An explicit shuffled hold-out: Keras' validation_split takes the last rows, unshuffled.
+    order = np.random.default_rng(args.seed).permutation(len(train_x))
+    n_val = int(len(order) * VALIDATION_FRACTION)
+    val, fit = order[:n_val], order[n_val:]
+    print(f"train={len(fit)} validation={len(val)} test={len(test_x)} images", flush=True)
+
+    model = build_keras_model(args.learning_rate, args.num_layers, args.optimizer)
+    start = time.perf_counter()
+    history = model.fit(
+        data.normalize(train_x[fit]),
+        train_y[fit],
+        validation_data=(data.normalize(train_x[val]), train_y[val]),
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        callbacks=[PrintMetrics()],
+    )
+    train_seconds = time.perf_counter() - start
+    test_loss, test_accuracy = model.evaluate(data.normalize(test_x), test_y, verbose=0)
+
+    metrics = {name: float(values[-1]) for name, values in history.history.items()}
+    metrics |= {
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "train_seconds": train_seconds,
+    }
+    args.model_dir.mkdir(parents=True, exist_ok=True)
+    model.save(args.model_dir / "model.keras")
+    (args.model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    report({k: metrics[k] for k in ("test_accuracy", "test_loss")})
+    return metrics
+
+
+if __name__ == "__main__":
+    main()
