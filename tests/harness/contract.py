@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -16,14 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness import manifests, notebooks, pipelines
+from tests.harness import katib, manifests, notebooks, pipelines
 from tests.harness.cases import Case
 from tests.harness.containers import REPO_ROOT
-
-# Katib's default StdOut filter, anchored to a whole line.
-METRIC_LINE = re.compile(
-    r"^([\w|-]+)\s*=\s*([+-]?\d*(?:\.\d+)?(?:[Ee][+-]?\d+)?)\s*$", re.MULTILINE
-)
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -125,8 +119,9 @@ def smoke_training(case: Case, workdir: Path, cwd: Path = REPO_ROOT) -> list[str
             f"smoke training exited {result.returncode}:\n{result.stdout[-3000:]}{result.stderr[-3000:]}"
         ]
     metrics = json.loads((model_dir / "metrics.json").read_text())
-    printed = {m.group(1) for m in METRIC_LINE.finditer(result.stdout)}
     floors, ceilings = smoke.get("floors", {}), smoke.get("ceilings", {})
+    # Read stdout with Katib's own StdOut parser, so a floor metric is one Katib would see.
+    printed = {name for name, _ in katib.parse_text_metrics(result.stdout, list(floors))}
     problems = [] if floors else [f"{case.name}/case.toml sets no [smoke.floors]"]
     for name, floor in floors.items():
         if name not in printed:
