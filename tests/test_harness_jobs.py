@@ -401,3 +401,21 @@ def test_backoff_limit_one_leaves_no_restart_as_in_the_operator(tmp_path: Path) 
     result = run_job(flaky_tfjob("OnFailure", "1", backoff_limit=1), workdir=tmp_path, timeout=60)
     assert not result.succeeded and "BackoffLimitExceeded" in result.reason
     assert result.replica("Worker").exit_codes == [1]
+
+
+def test_a_batch_job_runs_through_run_job_without_fault_injection(tmp_path: Path) -> None:
+    container = {
+        "name": "main",
+        "image": "example/batch:1",
+        "command": ["python", "-c", "print('ok')"],
+    }
+    doc = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "plain"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [container]}}},
+    }
+    result = run_job(doc, workdir=tmp_path / "run")
+    assert result.succeeded and result.reason == "Complete" and "ok" in result.primary().log()
+    with pytest.raises(ValueError, match="not a batch/v1 Job"):
+        run_job(doc, workdir=tmp_path / "kill", kill_after={("Pod", 0): 1.0})

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.harness import katib
+from tests.harness.jobs import run_job
 
 FIXTURES = Path(__file__).parent / "fixtures" / "katib"
 
@@ -306,7 +307,7 @@ def test_batch_job_retries_up_to_its_backoff_limit(tmp_path: Path) -> None:
             },
         },
     }
-    job = katib.run_batch_job(doc, workdir=tmp_path)
+    job = run_job(doc, workdir=tmp_path)
     assert not job.succeeded and job.reason == "BackoffLimitExceeded"
     assert job.primary().exit_codes == [3, 3]
     assert job.primary().log().count("try") == 1  # a new pod, and a fresh log, per attempt

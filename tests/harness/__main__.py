@@ -17,7 +17,7 @@ from pathlib import Path
 from tests.harness import cases, manifests
 from tests.harness.containers import REPO_ROOT
 
-TRAINING_KINDS = {"TFJob", "PyTorchJob", "XGBoostJob", "TrainJob", "SparkApplication"}
+TRAINING_KINDS = {"TFJob", "PyTorchJob", "XGBoostJob", "TrainJob", "SparkApplication", "Job"}
 
 
 def yaml_files(paths: list[Path]) -> list[Path]:

@@ -13,7 +13,7 @@ retryable codes 130, 137, 138, 143; everything else is permanent). Every restart
 must survive one killed worker sets backoffLimit: 2 or more). One deliberate difference: the
 operator does not count ExitCode restarts (training-operator#2045), here they count, so a crash
 loop ends. A restart waits 0.2 s, doubling up to 5 s (the kubelet's
-CrashLoopBackOff, shortened).
+CrashLoopBackOff, shortened). A plain batch/v1 Job is handed to `batch`.
 
 TrainJob: JobSet runs the nodes as one gang: a failed node fails the TrainJob unless the runtime's
 `failurePolicy.maxRestarts` (0 in the stock torch-distributed runtime; pass `runtime=` to use
@@ -175,6 +175,14 @@ def run_job(
     to stop running trials once the goal is reached).
     """
     workdir = Path(workdir)
+    if doc.get("kind") == "Job":
+        if kill_after or runtime:
+            raise ValueError("kill_after and runtime apply to training jobs, not a batch/v1 Job")
+        from tests.harness import batch  # imports this module's result classes
+
+        return batch.run_batch_job(
+            doc, workdir=workdir, timeout=timeout, env=env, paths=paths, cancel=cancel
+        )
     workdir.mkdir(parents=True, exist_ok=True)
     paths = paths or PathMap(workdir)
     kind = operators.kind_of(doc)

@@ -89,7 +89,7 @@ def plan(doc: Mapping) -> list[Replica]:
             continue
         spec = specs[rtype]
         pod_spec = spec.get("template", {}).get("spec", {})
-        container = _pick_container(pod_spec, default_container)
+        container = pick_container(pod_spec, default_container)
         policy = spec.get("restartPolicy") or DEFAULT_RESTART_POLICY[kind]
         _check_policy(policy)
         for i in range(int(spec.get("replicas", 1))):
@@ -97,7 +97,7 @@ def plan(doc: Mapping) -> list[Replica]:
     return replicas
 
 
-def _pick_container(pod_spec: Mapping, name: str) -> dict:
+def pick_container(pod_spec: Mapping, name: str) -> dict:
     containers = pod_spec.get("containers") or []
     if not containers:
         raise ValueError("a replica's pod template has no containers")
