@@ -23,6 +23,7 @@ metric floors, and the overrides that shrink a manifest to laptop size. Example:
 
 from __future__ import annotations
 
+import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,11 @@ class Case:
         """The smoke overrides case.toml gives for one manifest (by path relative to the case)."""
         rel = manifest.resolve().relative_to(self.path.resolve()).as_posix()
         return dict(self.smoke.get("overrides", {}).get(rel, {}))
+
+    def smoke_train_argv(self, model_dir: Path) -> list[str]:
+        """`python -m <case>.train --model-dir DIR` plus the smoke arguments of case.toml."""
+        args = self.smoke.get("train_args", ["--sample"])
+        return [sys.executable, "-m", f"{self.name}.train", "--model-dir", str(model_dir), *args]
 
     def missing_files(self) -> list[str]:
         return [f for f in REQUIRED_FILES if not (self.path / f).exists()]

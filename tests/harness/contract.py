@@ -106,9 +106,8 @@ def smoke_training(case: Case, workdir: Path, cwd: Path = REPO_ROOT) -> list[str
     """Run `python -m <case>.train` with the smoke arguments; check metrics.json against floors."""
     smoke = case.smoke
     model_dir = workdir / "model"
-    argv = [sys.executable, "-m", f"{case.name}.train", "--model-dir", str(model_dir)]
     result = subprocess.run(
-        argv + list(smoke.get("train_args", ["--sample"])),
+        case.smoke_train_argv(model_dir),
         cwd=cwd,
         capture_output=True,
         text=True,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -24,8 +23,7 @@ def step(title: str) -> None:
 
 
 def train(case: Case, model_dir: Path) -> dict:
-    args = case.smoke.get("train_args", ["--sample"])
-    argv = [sys.executable, "-m", f"{case.name}.train", "--model-dir", str(model_dir), *args]
+    argv = case.smoke_train_argv(model_dir)
     print("$", " ".join(argv[2:]), flush=True)
     subprocess.run(argv, cwd=REPO_ROOT, check=True)
     return json.loads((model_dir / "metrics.json").read_text())
