@@ -5,7 +5,7 @@
 
 Metrics go to stdout as `name=value` lines, one set per epoch and a final set, which is what
 Katib's StdOut metrics collector reads, and the final ones to metrics.json in --model-dir beside
-the exported model.keras.
+the exported model.keras; history.json keeps every epoch's values for learning curves.
 """
 
 from __future__ import annotations
@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args.model_dir.mkdir(parents=True, exist_ok=True)
     model.save(args.model_dir / "model.keras")
     (args.model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    history_json = {name: [float(v) for v in values] for name, values in history.history.items()}
+    (args.model_dir / "history.json").write_text(json.dumps(history_json, indent=2) + "\n")
     report({k: metrics[k] for k in ("test_accuracy", "test_loss")})
     return metrics
 

@@ -40,4 +40,6 @@ def test_smoke_training_on_the_sample(tmp_path: Path) -> None:
     for name in ("accuracy", "loss", "val_accuracy", "val_loss", "test_accuracy", "test_loss"):
         assert printed[name][-1] == metrics[name], name  # the last printed value is the final one
     assert (tmp_path / "model.keras").stat().st_size > 0
+    history = json.loads((tmp_path / "history.json").read_text())  # the notebook's curves
+    assert history["val_accuracy"] == printed["val_accuracy"]
     print(f"smoke: test_accuracy={metrics['test_accuracy']:.4f} in {seconds:.1f}s")
