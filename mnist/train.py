@@ -30,6 +30,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sample", action="store_true", help="train on the committed sample (default: full MNIST)"
     )
     parser.add_argument(
+        "--dataset",
+        type=Path,
+        default=None,
+        help="a prepared .npz with train_x, train_y, test_x, test_y (uint8), as the pipeline's "
+        "load_data step writes; overrides --sample and --data-dir (default: none)",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=data.DEFAULT_DATA_DIR,
@@ -83,7 +90,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)  # Python, NumPy and TensorFlow in one call
 
-    if args.sample:
+    if args.dataset is not None:
+        arrays = np.load(args.dataset)
+        train_x, train_y = arrays["train_x"], arrays["train_y"]
+        test_x, test_y = arrays["test_x"], arrays["test_y"]
+    elif args.sample:
         (train_x, train_y), (test_x, test_y) = data.load_sample()
     else:
         (train_x, train_y), (test_x, test_y) = data.load_mnist(args.data_dir, mirror=args.mirror)
