@@ -1,0 +1,194 @@
+"""mnist.train_torch on the committed sample: one process, the PyTorchJob and the TrainJob.
+
+The jobs run through the harness as their operators would run them (one process per replica on
+127.0.0.1, with the env the operator sets), from the real manifests shrunk to the sample.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mnist import data
+from mnist.train_torch import CHECKPOINT_FILE, default_threads, load_model
+from tests.harness.containers import PathMap
+from tests.harness.jobs import JobResult, run_job
+from tests.harness.manifests import apply_overrides, check, load, validate_file
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = REPO_ROOT / "mnist" / "manifests"
+EPOCHS = 2  # 0.92-0.96 test accuracy on the sample for seeds 1-5 and 42, one process or two
+FLOOR = 0.90  # chance is 0.10
+METRIC_LINE = re.compile(r"^(\w+)=(\S+)$")  # what Katib's StdOut collector picks out
+# Replicas share this machine's two cores (with other tests): one thread each, like a pod with
+# `cpu: 1`, instead of two spinning threads per process fighting over them.
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
+
+
+def printed_metrics(text: str) -> dict[str, list[float]]:
+    printed: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        if m := METRIC_LINE.match(line):
+            printed.setdefault(m[1], []).append(float(m[2]))
+    return printed
+
+
+def train(*args: str) -> subprocess.CompletedProcess:
+    run = subprocess.run(
+        [sys.executable, "-m", "mnist.train_torch", "--sample", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, **ONE_THREAD},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    """One process, EPOCHS epochs, with a checkpoint dir: (the run, its work folder)."""
+    root = tmp_path_factory.mktemp("torch-single")
+    run = train(
+        f"--epochs={EPOCHS}", f"--model-dir={root / 'model'}", f"--checkpoint-dir={root / 'ckpt'}"
+    )
+    return run, root
+
+
+def test_single_process_prints_metrics_and_writes_the_model(single: tuple) -> None:
+    run, root = single
+    assert "rank 0 of world size 1" in run.stdout
+    printed = printed_metrics(run.stdout)
+    assert printed["epoch"] == list(range(1, EPOCHS + 1))
+    for name in ("accuracy", "loss", "val_accuracy", "val_loss"):
+        assert len(printed[name]) == EPOCHS, name
+    assert "epoch 1/2" in run.stderr  # the progress bar
+
+    metrics = json.loads((root / "model" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= FLOOR, metrics
+    for name in ("accuracy", "loss", "val_accuracy", "val_loss", "test_accuracy", "test_loss"):
+        assert printed[name][-1] == metrics[name], name  # the last printed value is the final one
+    assert metrics["world_size"] == 1
+    print(f"single: {metrics['train_seconds'] / EPOCHS:.1f} s/epoch, {metrics['test_accuracy']}")
+
+
+def test_saved_model_reloads_and_reproduces_test_accuracy(single: tuple) -> None:
+    _, root = single
+    metrics = json.loads((root / "model" / "metrics.json").read_text())
+    model = load_model(root / "model")
+    _, (test_x, test_y) = data.load_sample()
+    with torch.no_grad():
+        predicted = model(torch.from_numpy(data.normalize(test_x))).argmax(1).numpy()
+    accuracy = float(np.mean(predicted == test_y))
+    assert accuracy >= FLOOR
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-3)  # one image in 1,000
+
+
+def test_resume_starts_after_the_saved_epoch(single: tuple, tmp_path: Path) -> None:
+    first, root = single
+    shutil.copytree(root / "ckpt", tmp_path / "ckpt")
+    run = train(
+        f"--epochs={EPOCHS + 1}",
+        f"--model-dir={tmp_path / 'model'}",
+        f"--checkpoint-dir={tmp_path / 'ckpt'}",
+    )
+    assert f"resuming after epoch {EPOCHS}" in run.stdout
+    printed = printed_metrics(run.stdout)
+    assert printed["epoch"] == [EPOCHS + 1]  # only the missing epoch was trained
+    # Trained weights and optimizer state came back: a fresh model's first epoch is far worse.
+    assert printed["loss"][0] < printed_metrics(first.stdout)["loss"][0]
+    assert torch.load(tmp_path / "ckpt" / CHECKPOINT_FILE)["epoch"] == EPOCHS + 1
+    assert json.loads((tmp_path / "model" / "metrics.json").read_text())["test_accuracy"] >= FLOOR
+
+
+def test_threads_default_to_this_process_share_of_the_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(len(os.sched_getaffinity(0))))
+    assert default_threads() == 1  # torchrun's processes on one node split its CPUs
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads() == 3
+
+
+def test_manifests_are_valid() -> None:
+    for name in ("pytorchjob.yaml", "trainjob.yaml"):
+        assert validate_file(MANIFESTS / name) == [], name
+
+
+def smoke_args(args: list[str], model_dir: str | None = None) -> list[str]:
+    """A manifest's args shrunk to the sample: EPOCHS epochs at the default batch size."""
+    args = [a for a in args if not a.startswith(("--epochs", "--batch-size"))]
+    if model_dir:
+        args = [f"--model-dir={model_dir}" if a.startswith("--model-dir") else a for a in args]
+    return [*args, "--sample", f"--epochs={EPOCHS}"]
+
+
+def run_smoke(
+    doc: dict, overrides: dict, tmp_path: Path, **kwargs: object
+) -> tuple[JobResult, PathMap]:
+    doc = apply_overrides(doc, overrides)
+    check(doc)
+    paths = PathMap(tmp_path)  # run_job adds the volume mounts: it says where /mnt/pvc went
+    result = run_job(doc, workdir=tmp_path, timeout=600, env=ONE_THREAD, paths=paths, **kwargs)
+    result.raise_for_failure()
+    return result, paths
+
+
+def test_pytorchjob_trains_on_master_and_worker_and_survives_a_killed_worker(
+    tmp_path: Path,
+) -> None:
+    doc = load(MANIFESTS / "pytorchjob.yaml")[0]
+    specs = "spec.pytorchReplicaSpecs.{}.template.spec.containers[0].args"
+    args = doc["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["args"]
+    checkpoint = tmp_path / "volumes" / "models" / "checkpoints" / "pytorchjob" / CHECKPOINT_FILE
+    result, paths = run_smoke(
+        doc,
+        {
+            specs.format("Master"): smoke_args(args),
+            # A model dir of the worker's own, which must stay empty: only rank 0 writes.
+            specs.format("Worker"): smoke_args(args, model_dir="/mnt/pvc/w"),
+        },
+        tmp_path,
+        # The node goes away once epoch 1 is saved: both replicas must restart and resume.
+        kill_after={("Worker", 0): checkpoint.exists},
+    )
+    assert paths.host("/mnt/pvc/checkpoints/pytorchjob") / CHECKPOINT_FILE == checkpoint
+    assert result.reason == "PyTorchJobSucceeded"
+    assert result.replica("Worker").exit_codes[0] == 137
+    assert result.replica("Master").exit_codes == [1, 0]  # its all-reduce failed, then it resumed
+    master, worker = result.replica("Master").log(), result.replica("Worker").log()
+    assert "rank 0 of world size 2: gloo" in master and "rank 1 of world size 2: gloo" in worker
+    assert "1800 images in 113 steps of 16" in master and "1800 images in 113 steps of 16" in worker
+    assert "rank 0: resuming after epoch 1" in master and "rank 1: resuming after epoch 1" in worker
+    assert printed_metrics(master)["epoch"] == list(range(1, EPOCHS + 1))  # each epoch once
+    assert printed_metrics(worker) == {}  # metric lines come from rank 0 only
+
+    model_dir = paths.host("/mnt/pvc/mnist-torch")
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["test_accuracy"] >= FLOOR, metrics
+    load_model(model_dir)  # model.json and model.pt rebuild the trained network
+    assert not paths.host("/mnt/pvc/w").exists()
+
+
+def test_trainjob_runs_torchrun_on_two_nodes(tmp_path: Path) -> None:
+    doc = load(MANIFESTS / "trainjob.yaml")[0]
+    assert doc["spec"]["trainer"]["command"][0] == "torchrun"  # the runtime does not add it
+    overrides = {"spec.trainer.args": smoke_args(doc["spec"]["trainer"]["args"])}
+    result, paths = run_smoke(doc, overrides, tmp_path)
+    assert result.reason == "Complete"
+    logs = [result.replica("Node", i).log() for i in (0, 1)]
+    assert "rank 0 of world size 2: gloo" in logs[0] and "rank 1 of world size 2: gloo" in logs[1]
+    assert printed_metrics(logs[1]) == {}
+
+    metrics = json.loads((paths.host("/mnt/pvc/mnist-trainjob") / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["test_accuracy"] >= FLOOR, metrics
+    print(f"trainjob: {metrics['train_seconds'] / EPOCHS:.1f} s/epoch, {metrics['test_accuracy']}")

@@ -1,0 +1,309 @@
+"""Train the MNIST CNN in PyTorch, in one process or many with DistributedDataParallel.
+
+    python -m mnist.train_torch --sample --epochs 3 --model-dir /tmp/mnist-torch     # one process
+    torchrun --nproc_per_node=2 -m mnist.train_torch --sample --model-dir /tmp/mnist-torch
+
+Under torchrun, a PyTorchJob or a TrainJob the process group comes from the environment they set
+(MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK): gloo on CPU, NCCL when CUDA is there. Each process
+trains on its own shard of every epoch (DistributedSampler) and DDP averages the gradients.
+
+--batch-size is the global batch, split evenly over the processes, so a value tuned in one
+process (by Katib, say) means the same number of steps per epoch on any number of them.
+
+Rank 0 alone prints the `name=value` metric lines (what Katib's StdOut collector reads) and writes
+model.pt (a state_dict), model.json (what `build_torch_model` needs to rebuild it) and
+metrics.json into --model-dir. With --checkpoint-dir, rank 0 saves a checkpoint after every epoch
+and every rank resumes from it, so a restarted replica carries on where the job stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
+from tqdm import tqdm
+
+from mnist import data
+from mnist.model import MAX_LAYERS, OPTIMIZERS, build_torch_model, build_torch_optimizer
+
+VALIDATION_FRACTION = 0.1  # of the training split; the same shuffled hold-out as train.py
+EVAL_BATCH_SIZE = 1000
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Train the MNIST CNN (PyTorch, DDP-ready).")
+    parser.add_argument(
+        "--sample", action="store_true", help="train on the committed sample (default: full MNIST)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=data.DEFAULT_DATA_DIR,
+        help=f"cache for the downloaded data (default: {data.DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--mirror", default=data.MIRROR, help=f"where to download from (default: {data.MIRROR})"
+    )
+    parser.add_argument(
+        "--model-dir",
+        type=Path,
+        default=Path("model"),
+        help="where model.pt, model.json and metrics.json go (default: model)",
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=None,
+        help="save a checkpoint here after every epoch and resume from it (default: none)",
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=5, help="passes over the training data (default: 5)"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=32,
+        help="images per step over all processes, split evenly between them (default: 32)",
+    )
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="optimizer step size (default: 0.001)"
+    )
+    parser.add_argument(
+        "--num-layers",
+        type=int,
+        default=2,
+        choices=range(1, MAX_LAYERS + 1),
+        help=f"convolution blocks, 1 to {MAX_LAYERS} (default: 2)",
+    )
+    parser.add_argument(
+        "--optimizer", default="adam", choices=OPTIMIZERS, help="optimizer (default: adam)"
+    )
+    parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    parser.add_argument(
+        "--backend",
+        choices=("gloo", "nccl"),
+        default="nccl" if torch.cuda.is_available() else "gloo",
+        help="torch.distributed backend (default: nccl with CUDA, else gloo)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per process (default: OMP_NUM_THREADS, else this process's share "
+        "of the CPUs: its CPU quota or affinity divided by the processes on this node)",
+    )
+    return parser.parse_args(argv)
+
+
+def default_threads() -> int:
+    """This process's share of the CPUs, so that N processes on one node do not each take all."""
+    if os.environ.get("OMP_NUM_THREADS"):
+        return int(os.environ["OMP_NUM_THREADS"])
+    cpus = len(os.sched_getaffinity(0))
+    # A pod's CPU limit is a cgroup quota, which affinity does not show: torch would start one
+    # thread per CPU of the node and be throttled.
+    cpu_max = Path("/sys/fs/cgroup/cpu.max")
+    if cpu_max.exists():
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, int(quota) // int(period)))
+    return max(1, cpus // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+
+
+def report(metrics: dict[str, float]) -> None:
+    """Print metrics as name=value lines; repr keeps every digit, so stdout and JSON agree."""
+    for name, value in metrics.items():
+        print(f"{name}={value}", flush=True)
+
+
+def all_sum(values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sum over every process (the values themselves in a single process)."""
+    if not dist.is_initialized():
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def train_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    desc: str,
+    progress: bool,
+) -> list[float]:
+    """One pass over this process's shard: the sums [loss, correct, images] over all processes."""
+    loss_sum = correct = seen = 0.0
+    bar = tqdm(loader, desc=desc, disable=not progress)
+    for xb, yb in bar:
+        xb, yb = xb.to(device), yb.to(device)
+        logits = model(xb)
+        loss = nn.functional.cross_entropy(logits, yb)
+        optimizer.zero_grad()
+        loss.backward()  # under DDP, this also averages the gradients over the processes
+        optimizer.step()
+        loss_sum += loss.item() * len(yb)
+        correct += (logits.argmax(1) == yb).sum().item()
+        seen += len(yb)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}", accuracy=f"{correct / seen:.4f}")
+    bar.close()
+    return all_sum([loss_sum, correct, seen], device)
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, images: np.ndarray, labels: np.ndarray, device: torch.device
+) -> tuple[float, float]:
+    """(accuracy, mean loss) over all the images; each process scores every world_size-th one."""
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    x = torch.from_numpy(data.normalize(images[rank::world]))
+    y = torch.from_numpy(labels[rank::world].astype(np.int64))
+    model.eval()
+    loss_sum = correct = 0.0
+    for start in range(0, len(x), EVAL_BATCH_SIZE):
+        xb = x[start : start + EVAL_BATCH_SIZE].to(device)
+        yb = y[start : start + EVAL_BATCH_SIZE].to(device)
+        logits = model(xb)
+        loss_sum += nn.functional.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(1) == yb).sum().item()
+    model.train()
+    loss_sum, correct, count = all_sum([loss_sum, correct, len(x)], device)
+    return correct / count, loss_sum / count
+
+
+def load_model(model_dir: Path | str) -> nn.Module:
+    """The trained model from model_dir (model.json + model.pt), on the CPU, in eval mode."""
+    model_dir = Path(model_dir)
+    config = json.loads((model_dir / "model.json").read_text())
+    model = build_torch_model(config["num_layers"])
+    model.load_state_dict(torch.load(model_dir / "model.pt", map_location="cpu"))
+    return model.eval()
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    args = parse_args(argv)
+    # torchrun, the PyTorchJob operator and the TrainJob runtime all set WORLD_SIZE and RANK.
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if args.batch_size % world:
+        raise SystemExit(
+            f"--batch-size {args.batch_size} must divide evenly over {world} processes"
+        )
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    else:
+        device = torch.device("cpu")
+    if world > 1:
+        dist.init_process_group(args.backend, init_method="env://")
+    torch.set_num_threads(args.threads or default_threads())
+    torch.manual_seed(args.seed)  # the same initial weights everywhere (DDP also broadcasts them)
+
+    if args.sample:
+        (train_x, train_y), (test_x, test_y) = data.load_sample()
+    else:
+        (train_x, train_y), (test_x, test_y) = data.load_mnist(
+            args.data_dir, mirror=args.mirror, progress=rank == 0
+        )
+    order = np.random.default_rng(args.seed).permutation(len(train_x))
+    n_val = int(len(order) * VALIDATION_FRACTION)
+    val, fit = order[:n_val], order[n_val:]
+    train_set = TensorDataset(
+        torch.from_numpy(data.normalize(train_x[fit])),
+        torch.from_numpy(train_y[fit].astype(np.int64)),
+    )
+    # Each process sees its own 1/world of every epoch, reshuffled each epoch by set_epoch.
+    sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, seed=args.seed)
+    loader = DataLoader(train_set, batch_size=args.batch_size // world, sampler=sampler)
+    if rank == 0:
+        print(f"train={len(fit)} validation={len(val)} test={len(test_x)} images", flush=True)
+    print(
+        f"rank {rank} of world size {world}: {args.backend if world > 1 else 'no'} process group,"
+        f" {device}, {torch.get_num_threads()} threads, {len(sampler)} images in {len(loader)}"
+        f" steps of {args.batch_size // world} per epoch",
+        flush=True,
+    )
+
+    model = build_torch_model(args.num_layers).to(device)
+    optimizer = build_torch_optimizer(model, args.learning_rate, args.optimizer)
+    start_epoch, metrics = 0, {}
+    checkpoint = args.checkpoint_dir / CHECKPOINT_FILE if args.checkpoint_dir else None
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, metrics = state["epoch"], state["metrics"]
+        print(f"rank {rank}: resuming after epoch {start_epoch} from {checkpoint}", flush=True)
+    ddp = DistributedDataParallel(model) if world > 1 else model
+
+    started = time.perf_counter()
+    for epoch in range(start_epoch, args.epochs):
+        sampler.set_epoch(epoch)
+        desc = f"epoch {epoch + 1}/{args.epochs}"
+        loss_sum, correct, seen = train_epoch(ddp, loader, optimizer, device, desc, rank == 0)
+        # Like Keras' history: the epoch's running training metrics, then the held-out ones.
+        val_accuracy, val_loss = evaluate(model, train_x[val], train_y[val], device)
+        metrics = {
+            "epoch": epoch + 1,
+            "accuracy": correct / seen,
+            "loss": loss_sum / seen,
+            "val_accuracy": val_accuracy,
+            "val_loss": val_loss,
+        }
+        if rank == 0:
+            report(metrics)
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, model, optimizer, epoch + 1, metrics)
+        if world > 1:
+            dist.barrier()  # nobody moves on until the checkpoint of this epoch is on disk
+    train_seconds = time.perf_counter() - started
+
+    test_accuracy, test_loss = evaluate(model, test_x, test_y, device)
+    metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+    metrics |= {
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
+        "train_seconds": train_seconds,
+        "world_size": world,
+    }
+    if rank == 0:
+        args.model_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(model.state_dict(), args.model_dir / "model.pt")
+        model_config = {"framework": "torch", "num_layers": args.num_layers}
+        (args.model_dir / "model.json").write_text(json.dumps(model_config, indent=2) + "\n")
+        (args.model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        report({k: metrics[k] for k in ("test_accuracy", "test_loss")})
+    if world > 1:
+        dist.destroy_process_group()
+    return metrics
+
+
+def save_checkpoint(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, epoch: int, metrics: dict
+) -> None:
+    """Write the checkpoint whole or not at all: a replica killed mid-write leaves the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "metrics": metrics,
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+if __name__ == "__main__":
+    main()
