@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +23,23 @@ IMAGE = cases.load_case(CASE_DIR).image
 FILES = sorted(p for p in MANIFESTS.glob("*.yaml") if p.name not in {"pipeline.yaml"})
 
 
-def containers(node: object, path: str = "") -> Iterator[tuple[str, dict]]:
-    """Every container-like object (a dict with an image) anywhere in a manifest."""
+def find(
+    node: object, wanted: Callable[[dict], bool], path: str = ""
+) -> Iterator[tuple[str, dict]]:
+    """Every object below node (node included) for which wanted() is true, with its path."""
     if isinstance(node, dict):
-        if isinstance(node.get("image"), str):
+        if wanted(node):
             yield path, node
         for key, value in node.items():
-            yield from containers(value, f"{path}.{key}")
+            yield from find(value, wanted, f"{path}.{key}")
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            yield from containers(value, f"{path}[{i}]")
+            yield from find(value, wanted, f"{path}[{i}]")
+
+
+def containers(node: object) -> Iterator[tuple[str, dict]]:
+    """Every container-like object (a dict with an image) anywhere in a manifest."""
+    return find(node, lambda d: isinstance(d.get("image"), str))
 
 
 def workload_docs() -> list[tuple[str, dict]]:
@@ -55,10 +62,10 @@ def test_every_container_is_secure_and_sized(name: str, doc: dict) -> None:
         if doc["kind"] == "TrainJob":
             # The trainer's resources are per node; its securityContext comes from runtimePatches.
             sized = doc["spec"]["trainer"]["resourcesPerNode"]
-            secured = [c for _, c in containers(doc["spec"]["runtimePatches"], "")] or [
+            secured = [
                 c
-                for c in _walk_dicts(doc["spec"]["runtimePatches"])
-                if "securityContext" in c and c.get("name") == "node"
+                for _, c in find(doc["spec"]["runtimePatches"], lambda d: d.get("name") == "node")
+                if "securityContext" in c
             ]
             assert secured, f"{name}: no securityContext patched onto the node container"
             context = secured[0]["securityContext"]
@@ -68,16 +75,6 @@ def test_every_container_is_secure_and_sized(name: str, doc: dict) -> None:
         assert {"requests", "limits"} <= set(sized), f"{name}{where}: needs requests and limits"
         assert context.get("allowPrivilegeEscalation") is False, f"{name}{where}"
         assert context.get("runAsNonRoot") is True, f"{name}{where}"
-
-
-def _walk_dicts(node: object) -> Iterator[dict]:
-    if isinstance(node, dict):
-        yield node
-        for value in node.values():
-            yield from _walk_dicts(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk_dicts(value)
 
 
 def test_kustomization_lists_every_manifest_and_names_the_image() -> None:
@@ -110,19 +107,8 @@ def gpu_limits(docs: list[dict]) -> list[str]:
     return [
         f"{d['kind']}/{d['metadata']['name']}{where}"
         for d in docs
-        for where, node in _paths_with_gpu(d)
+        for where, _ in find(d, lambda node: "nvidia.com/gpu" in node)
     ]
-
-
-def _paths_with_gpu(node: object, path: str = "") -> Iterator[tuple[str, object]]:
-    if isinstance(node, dict):
-        if "nvidia.com/gpu" in node:
-            yield path, node
-        for key, value in node.items():
-            yield from _paths_with_gpu(value, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _paths_with_gpu(value, f"{path}[{i}]")
 
 
 def test_kustomize_renders_everything_in_one_namespace_without_gpus() -> None:
