@@ -11,6 +11,7 @@ dimensions, then each dimension as a big-endian unsigned 32-bit integer, then th
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import hashlib
 import os
@@ -48,6 +49,8 @@ IDX_DTYPES = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
+
+VALIDATION_FRACTION = 0.1  # of the training split, held out for val_accuracy / val_loss
 
 Split = tuple[np.ndarray, np.ndarray]  # images (N, 28, 28) uint8, labels (N,) uint8
 
@@ -194,3 +197,46 @@ def load_sample(sample_dir: Path | str = SAMPLE_DIR) -> tuple[Split, Split]:
 def normalize(images: np.ndarray) -> np.ndarray:
     """Pixels as float32 in [0, 1], the input every model in this case expects."""
     return images.astype(np.float32) / 255.0
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags every trainer shares to choose its data (read them with `load_chosen`)."""
+    parser.add_argument(
+        "--sample", action="store_true", help="train on the committed sample (default: full MNIST)"
+    )
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        default=None,
+        help="a prepared .npz with train_x, train_y, test_x, test_y (uint8), as the pipeline's "
+        "load_data step writes; overrides --sample and --data-dir (default: none)",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help=f"cache for the downloaded data (default: {DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--mirror", default=MIRROR, help=f"where to download from (default: {MIRROR})"
+    )
+
+
+def load_chosen(args: argparse.Namespace, *, progress: bool = True) -> tuple[Split, Split]:
+    """The data the flags of `add_data_arguments` chose: a prepared .npz, the sample or MNIST."""
+    if args.dataset is not None:
+        arrays = np.load(args.dataset)
+        return (arrays["train_x"], arrays["train_y"]), (arrays["test_x"], arrays["test_y"])
+    if args.sample:
+        return load_sample()
+    return load_mnist(args.data_dir, mirror=args.mirror, progress=progress)
+
+
+def validation_split(count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (validation, fit) of a seeded shuffle, the same in every trainer.
+
+    An explicit shuffled hold-out: Keras' validation_split takes the last rows, unshuffled.
+    """
+    order = np.random.default_rng(seed).permutation(count)
+    n_val = int(count * VALIDATION_FRACTION)
+    return order[:n_val], order[n_val:]

@@ -13,6 +13,7 @@ torch about 3 here, and each trainer needs only one of them.
 
 from __future__ import annotations
 
+import argparse
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,6 +33,23 @@ def _check(num_layers: int, optimizer: str) -> None:
         raise ValueError(f"num_layers must be 1 to {MAX_LAYERS}, got {num_layers}")
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The hyperparameter flags every trainer shares: the arguments of the builders below."""
+    parser.add_argument(
+        "--learning-rate", type=float, default=1e-3, help="optimizer step size (default: 0.001)"
+    )
+    parser.add_argument(
+        "--num-layers",
+        type=int,
+        default=2,
+        choices=range(1, MAX_LAYERS + 1),
+        help=f"convolution blocks, 1 to {MAX_LAYERS} (default: 2)",
+    )
+    parser.add_argument(
+        "--optimizer", default="adam", choices=OPTIMIZERS, help="optimizer (default: adam)"
+    )
 
 
 def build_keras_model(

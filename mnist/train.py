@@ -16,35 +16,14 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 from mnist import data
-from mnist.model import MAX_LAYERS, OPTIMIZERS, build_keras_model
-
-VALIDATION_FRACTION = 0.1  # of the training split, held out for val_accuracy / val_loss
+from mnist.model import add_model_arguments, build_keras_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train the MNIST CNN (Keras 3, one process).")
-    parser.add_argument(
-        "--sample", action="store_true", help="train on the committed sample (default: full MNIST)"
-    )
-    parser.add_argument(
-        "--dataset",
-        type=Path,
-        default=None,
-        help="a prepared .npz with train_x, train_y, test_x, test_y (uint8), as the pipeline's "
-        "load_data step writes; overrides --sample and --data-dir (default: none)",
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=data.DEFAULT_DATA_DIR,
-        help=f"cache for the downloaded data (default: {data.DEFAULT_DATA_DIR})",
-    )
-    parser.add_argument(
-        "--mirror", default=data.MIRROR, help=f"where to download from (default: {data.MIRROR})"
-    )
+    data.add_data_arguments(parser)  # --sample, --dataset, --data-dir, --mirror
     parser.add_argument(
         "--model-dir",
         type=Path,
@@ -55,19 +34,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--epochs", type=int, default=5, help="passes over the training data (default: 5)"
     )
     parser.add_argument("--batch-size", type=int, default=32, help="images per step (default: 32)")
-    parser.add_argument(
-        "--learning-rate", type=float, default=1e-3, help="optimizer step size (default: 0.001)"
-    )
-    parser.add_argument(
-        "--num-layers",
-        type=int,
-        default=2,
-        choices=range(1, MAX_LAYERS + 1),
-        help=f"convolution blocks, 1 to {MAX_LAYERS} (default: 2)",
-    )
-    parser.add_argument(
-        "--optimizer", default="adam", choices=OPTIMIZERS, help="optimizer (default: adam)"
-    )
+    add_model_arguments(parser)  # --learning-rate, --num-layers, --optimizer
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     return parser.parse_args(argv)
 
@@ -90,18 +57,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     keras.utils.set_random_seed(args.seed)  # Python, NumPy and TensorFlow in one call
 
-    if args.dataset is not None:
-        arrays = np.load(args.dataset)
-        train_x, train_y = arrays["train_x"], arrays["train_y"]
-        test_x, test_y = arrays["test_x"], arrays["test_y"]
-    elif args.sample:
-        (train_x, train_y), (test_x, test_y) = data.load_sample()
-    else:
-        (train_x, train_y), (test_x, test_y) = data.load_mnist(args.data_dir, mirror=args.mirror)
-    # An explicit shuffled hold-out: Keras' validation_split takes the last rows, unshuffled.
-    order = np.random.default_rng(args.seed).permutation(len(train_x))
-    n_val = int(len(order) * VALIDATION_FRACTION)
-    val, fit = order[:n_val], order[n_val:]
+    (train_x, train_y), (test_x, test_y) = data.load_chosen(args)
+    val, fit = data.validation_split(len(train_x), args.seed)
     print(f"train={len(fit)} validation={len(val)} test={len(test_x)} images", flush=True)
 
     model = build_keras_model(args.learning_rate, args.num_layers, args.optimizer)

@@ -33,27 +33,15 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
 from mnist import data
-from mnist.model import MAX_LAYERS, OPTIMIZERS, build_torch_model, build_torch_optimizer
+from mnist.model import add_model_arguments, build_torch_model, build_torch_optimizer
 
-VALIDATION_FRACTION = 0.1  # of the training split; the same shuffled hold-out as train.py
 EVAL_BATCH_SIZE = 1000
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Train the MNIST CNN (PyTorch, DDP-ready).")
-    parser.add_argument(
-        "--sample", action="store_true", help="train on the committed sample (default: full MNIST)"
-    )
-    parser.add_argument(
-        "--data-dir",
-        type=Path,
-        default=data.DEFAULT_DATA_DIR,
-        help=f"cache for the downloaded data (default: {data.DEFAULT_DATA_DIR})",
-    )
-    parser.add_argument(
-        "--mirror", default=data.MIRROR, help=f"where to download from (default: {data.MIRROR})"
-    )
+    data.add_data_arguments(parser)  # --sample, --dataset, --data-dir, --mirror
     parser.add_argument(
         "--model-dir",
         type=Path,
@@ -75,19 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=32,
         help="images per step over all processes, split evenly between them (default: 32)",
     )
-    parser.add_argument(
-        "--learning-rate", type=float, default=1e-3, help="optimizer step size (default: 0.001)"
-    )
-    parser.add_argument(
-        "--num-layers",
-        type=int,
-        default=2,
-        choices=range(1, MAX_LAYERS + 1),
-        help=f"convolution blocks, 1 to {MAX_LAYERS} (default: 2)",
-    )
-    parser.add_argument(
-        "--optimizer", default="adam", choices=OPTIMIZERS, help="optimizer (default: adam)"
-    )
+    add_model_arguments(parser)  # --learning-rate, --num-layers, --optimizer
     parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
     parser.add_argument(
         "--backend",
@@ -210,15 +186,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(args.threads or default_threads())
     torch.manual_seed(args.seed)  # the same initial weights everywhere (DDP also broadcasts them)
 
-    if args.sample:
-        (train_x, train_y), (test_x, test_y) = data.load_sample()
-    else:
-        (train_x, train_y), (test_x, test_y) = data.load_mnist(
-            args.data_dir, mirror=args.mirror, progress=rank == 0
-        )
-    order = np.random.default_rng(args.seed).permutation(len(train_x))
-    n_val = int(len(order) * VALIDATION_FRACTION)
-    val, fit = order[:n_val], order[n_val:]
+    (train_x, train_y), (test_x, test_y) = data.load_chosen(args, progress=rank == 0)
+    val, fit = data.validation_split(len(train_x), args.seed)
     train_set = TensorDataset(
         torch.from_numpy(data.normalize(train_x[fit])),
         torch.from_numpy(train_y[fit].astype(np.int64)),

@@ -180,3 +180,29 @@ def test_sample_fits_the_size_budget() -> None:
         p for p in data.SAMPLE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts
     ]
     assert sum(p.stat().st_size for p in committed) <= 1_000_000
+
+
+def test_load_chosen_follows_the_flags(tmp_path: Path) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    data.add_data_arguments(parser)
+    (train_x, train_y), (test_x, test_y) = data.load_chosen(parser.parse_args(["--sample"]))
+    assert (len(train_x), len(test_x)) == (4000, 1000)
+    prepared = tmp_path / "prepared.npz"
+    np.savez(
+        prepared, train_x=train_x[:10], train_y=train_y[:10], test_x=test_x[:5], test_y=test_y[:5]
+    )
+    args = parser.parse_args(["--sample", "--dataset", str(prepared)])  # --dataset wins
+    (small_x, _), (small_test, _) = data.load_chosen(args)
+    assert (len(small_x), len(small_test)) == (10, 5)
+
+
+def test_validation_split_is_seeded_disjoint_and_a_tenth() -> None:
+    val, fit = data.validation_split(4000, seed=42)
+    again, _ = data.validation_split(4000, seed=42)
+    other, _ = data.validation_split(4000, seed=7)
+    assert len(val) == 400 and len(fit) == 3600
+    assert not set(val) & set(fit) and set(val) | set(fit) == set(range(4000))
+    np.testing.assert_array_equal(val, again)
+    assert not np.array_equal(val, other)
