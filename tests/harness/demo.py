@@ -43,8 +43,8 @@ def pipeline_local(case: Case, workdir: Path) -> None:
 
     module = importlib.import_module(f"{case.name}.pipeline")
     arguments = dict(case.smoke.get("pipeline", {}).get("arguments", {}))
-    outputs = pipelines.run_local(pipelines.find_pipeline(module), arguments, workdir=workdir)
-    print(f"pipeline finished; outputs: {outputs}")
+    run = pipelines.run_local(pipelines.find_pipeline(module), arguments, workdir=workdir)
+    print(f"pipeline finished; tasks run: {', '.join(run.tasks())}; artifacts in {run.root}")
 
 
 def serve_and_query(case: Case, path: Path, model_dir: Path, workdir: Path) -> None:
