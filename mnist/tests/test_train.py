@@ -4,29 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-EPOCHS = 3  # about 0.93-0.95 test accuracy on the sample; 2 epochs land too close to 0.90
+from mnist.tests.conftest import SMOKE_EPOCHS, TrainingRun
+
+EPOCHS = SMOKE_EPOCHS
 METRIC_LINE = re.compile(r"^(\w+)=(\S+)$")  # what Katib's StdOut collector picks out
 
 
-def test_smoke_training_on_the_sample(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "mnist.train", "--sample", "--epochs", str(EPOCHS)]
-    start = time.perf_counter()
-    run = subprocess.run(
-        [*cmd, "--model-dir", str(tmp_path)],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    seconds = time.perf_counter() - start
-    assert run.returncode == 0, run.stderr[-3000:]
-
+def test_smoke_training_on_the_sample(smoke_training: TrainingRun) -> None:
+    run, tmp_path = smoke_training, smoke_training.model_dir
     printed: dict[str, list[float]] = {}
     for line in run.stdout.splitlines():
         if m := METRIC_LINE.match(line):
@@ -42,4 +28,4 @@ def test_smoke_training_on_the_sample(tmp_path: Path) -> None:
     assert (tmp_path / "model.keras").stat().st_size > 0
     history = json.loads((tmp_path / "history.json").read_text())  # the notebook's curves
     assert history["val_accuracy"] == printed["val_accuracy"]
-    print(f"smoke: test_accuracy={metrics['test_accuracy']:.4f} in {seconds:.1f}s")
+    print(f"smoke: test_accuracy={metrics['test_accuracy']:.4f} in {run.seconds:.1f}s")
