@@ -53,7 +53,14 @@ COLUMNS = (
     "native-country",
     "income",
 )
-NUMERIC_COLUMNS = ("age", "fnlwgt", "education-num", "capital-gain", "capital-loss", "hours-per-week")
+NUMERIC_COLUMNS = (
+    "age",
+    "fnlwgt",
+    "education-num",
+    "capital-gain",
+    "capital-loss",
+    "hours-per-week",
+)
 LABEL = "income"
 POSITIVE = ">50K"  # label 1; "<=50K" is 0
 TEST_HEADER = "|1x3 Cross validator"

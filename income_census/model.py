@@ -11,7 +11,7 @@ The whole Pipeline is what gets exported (joblib), so whoever loads it predicts 
 The book served this model behind Seldon with positional rows whose categorical values are
 integer codes, e.g. `[39, 7, 1, 1, 1, 1, 4, 1, 2174, 0, 40, 9]` for the first person of
 adult.data. `CATEGORIES` holds that encoding: code i of a column is its i-th category in
-alphabetical order, `?` (unknown) first. `decode_positional` turns such rows into raw rows.
+alphabetical order, `?` (unknown) first; rows.py decodes such rows.
 """
 
 from __future__ import annotations
@@ -267,25 +267,3 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--n-jobs", type=int, default=-1, help="threads; -1 means one per CPU (default: -1)"
     )
-
-
-def decode_positional(rows: list[list], what: str = "rows") -> pd.DataFrame:
-    """Positional rows in the book's order -> a DataFrame of raw rows.
-
-    A categorical value may be its integer code (the book's encoding, `CATEGORIES`) or a string;
-    numbers stay numbers. Validation of the values is the caller's (see serve.py).
-    """
-    decoded = []
-    for i, row in enumerate(rows):
-        values = {}
-        for column, value in zip(FEATURES, row, strict=True):
-            if column in CATEGORIES and isinstance(value, int | np.integer):
-                codes = CATEGORIES[column]
-                if not 0 <= value < len(codes):
-                    raise ValueError(
-                        f"{what}[{i}]: {column} code {value} is out of range 0..{len(codes) - 1}"
-                    )
-                value = codes[value]
-            values[column] = value
-        decoded.append(values)
-    return pd.DataFrame(decoded, columns=list(FEATURES))

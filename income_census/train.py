@@ -6,7 +6,8 @@
 
 Trains on adult.data (or the sample's part of it), tests on adult.test. Metrics go to stdout as
 `name=value` lines, which is what Katib's StdOut metrics collector reads, and to metrics.json in
---model-dir beside model.joblib, the whole Pipeline (it takes raw rows).
+--model-dir beside model.joblib, the whole Pipeline (it takes raw rows), and background.csv,
+1,000 training rows that the anchor explainer samples from.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from income_census import data
+from income_census.explain import background_rows
 from income_census.model import add_model_arguments, build_pipeline
 
 MODEL_FILE = "model.joblib"
+BACKGROUND_FILE = "background.csv"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,9 +62,11 @@ def evaluate(model: Pipeline, rows, labels: np.ndarray) -> dict[str, float]:
     }
 
 
-def save(model: Pipeline, metrics: dict[str, float], model_dir: Path) -> None:
+def save(model: Pipeline, metrics: dict[str, float], model_dir: Path, train_rows) -> None:
+    """model.joblib, metrics.json and the explainer's background.csv into model_dir."""
     model_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, model_dir / MODEL_FILE)
+    background_rows(train_rows).to_csv(model_dir / BACKGROUND_FILE, index=False, na_rep="?")
     (model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
 
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     train_seconds = time.perf_counter() - start
 
     metrics = {**evaluate(model, test_rows, test_labels), "train_seconds": train_seconds}
-    save(model, metrics, args.model_dir)
+    save(model, metrics, args.model_dir, train_rows)
     report(metrics)
     return metrics
 

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trained = Pipeline([("preprocess", preprocess), ("classifier", classifier)])
     metrics = {**evaluate(trained, test_rows, test_labels), "train_seconds": train_seconds}
     metrics["workers"] = world_size
-    save(trained, metrics, args.model_dir)
+    save(trained, metrics, args.model_dir, train_rows)
     checkpoint.unlink(missing_ok=True)
     report(metrics)
     return metrics
