@@ -75,7 +75,8 @@ class Explainer:
             "prediction": prediction,
             "label": CLASS_NAMES[prediction],
             "anchor": list(explanation.names()),
-            "features": [FEATURES[i] for i in explanation.features()],
+            # anchor-exp lists a numeric feature once per bound; name each feature once.
+            "features": list(dict.fromkeys(FEATURES[i] for i in explanation.features())),
             "precision": float(explanation.precision()),
             "coverage": float(explanation.coverage()),
         }
