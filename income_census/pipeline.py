@@ -1,0 +1,329 @@
+"""The income KFP v2 pipeline: data -> train -> evaluate -> explain -> deploy when accurate enough.
+
+    python -m income_census.pipeline                  # compiles income_census/manifests/pipeline.yaml
+    python -m income_census.pipeline --output FILE    # compiles elsewhere
+
+Upload the YAML in the Kubeflow Pipelines UI (or `kfp.Client().create_run_from_pipeline_package`)
+and run it in your profile namespace; its defaults train the book's RandomForest on the full Adult
+data. On a laptop the same pipeline runs with `kfp.local.SubprocessRunner(use_venv=False)`
+(income_census/tests/test_pipeline.py) with `sample=True`; there the deploy step only writes the
+InferenceService it would create.
+
+The explain step writes anchors for a few test rows as a Markdown artifact, which the KFP UI
+shows in the run's Visualizations tab.
+
+Every component runs in the case image, which holds this package and everything it imports, so
+components import inside their bodies, set `install_kfp_package=False` and install nothing.
+
+What the cluster needs for the deploy step (as in mnist/pipeline.py): in a Kubeflow profile the
+run's `default-editor` ServiceAccount may create InferenceServices; the predictor and explainer
+read the model from KFP's MinIO (`s3://`) as the ServiceAccount `serving_account` (default
+`income-serving`), which you create with a Secret holding the store's `AWS_ACCESS_KEY_ID` and
+`AWS_SECRET_ACCESS_KEY` and the annotations `serving.kserve.io/s3-endpoint:
+minio-service.kubeflow:9000` and `serving.kserve.io/s3-usehttps: "0"`. No credentials live here.
+"""
+
+# No `from __future__ import annotations`: KFP reads the real annotation objects.
+import argparse
+from pathlib import Path
+
+from kfp import compiler, dsl
+from kfp.dsl import (
+    Artifact,
+    ClassificationMetrics,
+    Dataset,
+    Input,
+    Markdown,
+    Metrics,
+    Model,
+    Output,
+)
+
+IMAGE = "ghcr.io/kubeflow-case-studies/income-census:0.1.0"
+COMPILED = Path(__file__).resolve().parent / "manifests" / "pipeline.yaml"
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def load_data(sample: bool, dataset: Output[Dataset]):
+    """Adult (downloaded and checksummed) or the committed sample, as a folder holding adult.data
+    and adult.test in their original format, which `income_census.train --dataset` reads."""
+    import shutil
+    from pathlib import Path
+
+    from income_census import data
+
+    folder = Path(dataset.path)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("adult.data", "adult.test"):
+        if sample:
+            source = data.SAMPLE_DIR / data.SAMPLE_FILES[name]
+        else:
+            source = data.download(
+                data.MIRROR + name, data.DEFAULT_DATA_DIR.expanduser() / name, data.SHA256[name]
+            )
+        shutil.copyfile(source, folder / name)
+    rows = {name: len(data.read_adult(folder / name)[0]) for name in ("adult.data", "adult.test")}
+    dataset.metadata.update(
+        {"source": "sample" if sample else "uci", "train": rows["adult.data"]}
+        | {"test": rows["adult.test"]}
+    )
+    print(f"train={rows['adult.data']} test={rows['adult.test']} rows", flush=True)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def train(
+    dataset: Input[Dataset],
+    model_type: str,
+    n_estimators: int,
+    max_depth: int,
+    learning_rate: float,
+    seed: int,
+    model: Output[Model],
+    metrics: Output[Metrics],
+):
+    """income_census.train on the dataset artifact: the model folder holds model.joblib and
+    background.csv, as income_census.serve expects; its metrics go to this step's Metrics."""
+    from income_census import train as trainer
+
+    # The same CLI the Katib trials run, so the pipeline trains the same model.
+    final = trainer.main(
+        [
+            f"--dataset={dataset.path}",
+            f"--model-dir={model.path}",
+            f"--model={model_type}",
+            f"--n-estimators={n_estimators}",
+            f"--max-depth={max_depth}",
+            f"--learning-rate={learning_rate}",
+            f"--seed={seed}",
+        ]
+    )
+    model.metadata.update({"framework": "scikit-learn", "model": model_type})
+    for name, value in final.items():
+        metrics.log_metric(name, value)
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def evaluate(
+    dataset: Input[Dataset],
+    model: Input[Model],
+    metrics: Output[Metrics],
+    confusion: Output[ClassificationMetrics],
+) -> float:
+    """Accuracy on adult.test and the confusion matrix the KFP UI draws.
+
+    Returns the accuracy as the task's single output: kfp.local's dsl.If reads only an output
+    named "Output" (a NamedTuple field silently evaluates as false there).
+    """
+    from pathlib import Path
+
+    import joblib
+    import numpy as np
+
+    from income_census import data
+
+    rows, labels = data.read_adult(Path(dataset.path) / "adult.test")
+    predicted = joblib.load(Path(model.path) / "model.joblib").predict(rows)
+    matrix = np.zeros((2, 2), dtype=np.int64)
+    np.add.at(matrix, (labels, predicted), 1)  # rows: true class, columns: predicted
+    accuracy = float(np.trace(matrix) / len(labels))
+    baseline = float(max(labels.mean(), 1 - labels.mean()))
+
+    metrics.log_metric("accuracy", accuracy)
+    metrics.log_metric("baseline_accuracy", baseline)
+    confusion.log_confusion_matrix(["<=50K", ">50K"], matrix.tolist())
+    print(f"accuracy={accuracy} baseline_accuracy={baseline}", flush=True)
+    return accuracy
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def explain(dataset: Input[Dataset], model: Input[Model], rows: int, report: Output[Markdown]):
+    """Anchors for the first `rows` test rows predicted <=50K and >50K, as a Markdown table."""
+    from pathlib import Path
+
+    import joblib
+    import pandas as pd
+
+    from income_census import data
+    from income_census.explain import Explainer
+
+    folder = Path(model.path)
+    pipeline = joblib.load(folder / "model.joblib")
+    explainer = Explainer(pipeline, pd.read_csv(folder / "background.csv", keep_default_na=False))
+    test_rows, _ = data.read_adult(Path(dataset.path) / "adult.test")
+    predicted = pipeline.predict(test_rows)
+    lines = [
+        "# Anchors: why the model decided",
+        "",
+        "An anchor is a rule that keeps the prediction for (almost) everyone it covers:",
+        "precision is how often it does, coverage how many people the rule applies to.",
+        "",
+        "| test row | prediction | anchor | precision | coverage |",
+        "|---|---|---|---|---|",
+    ]
+    for label in (0, 1):
+        for index in [i for i, p in enumerate(predicted) if p == label][:rows]:
+            found = explainer.explain(test_rows.iloc[[index]])
+            rule = " AND ".join(found["anchor"]) or "(empty: the prediction holds everywhere)"
+            lines.append(
+                f"| {index} | {found['label']} | {rule} | {found['precision']:.2f} "
+                f"| {found['coverage']:.2f} |"
+            )
+            print(f"row {index}: {found['label']} because {rule}", flush=True)
+    Path(report.path).write_text("\n".join(lines) + "\n")
+
+
+@dsl.component(base_image=IMAGE, install_kfp_package=False)
+def deploy(
+    model: Input[Model],
+    accuracy: float,
+    service_name: str,
+    namespace: str,
+    serving_account: str,
+    serving_image: str,
+    inference_service: Output[Artifact],
+):
+    """Render the InferenceService (predictor and explainer); inside a cluster, also apply it."""
+    # Self-contained: at run time KFP loads only this function's source, in a kfp that cannot
+    # import a module defining components, so nothing here may come from income_census.pipeline.
+    import os
+    from pathlib import Path
+
+    import yaml
+
+    uri = model.uri
+    if uri.startswith("minio://"):  # KFP's MinIO speaks S3; KServe reads s3://, not minio://
+        uri = "s3://" + uri.removeprefix("minio://")
+
+    def component(cpu_request: str) -> dict:
+        # income_census/manifests/inferenceservice.yaml with this run's model (a test keeps the
+        # two alike); KServe's storage initializer copies STORAGE_URI to /mnt/models.
+        container = {
+            "name": "kserve-container",
+            "image": serving_image,
+            "command": ["python", "-m", "income_census.serve"],
+            "args": ["--model_name", "income", "--model_dir", "/mnt/models", "--http_port", "8080"],
+            "env": [{"name": "STORAGE_URI", "value": uri}],
+            "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+            "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8080}},
+            "securityContext": {"runAsNonRoot": True, "allowPrivilegeEscalation": False},
+            "resources": {
+                "requests": {"cpu": cpu_request, "memory": "512Mi"},
+                "limits": {"cpu": "1", "memory": "1Gi"},
+            },
+        }
+        spec = {"minReplicas": 1, "containers": [container]}
+        if serving_account:  # the one holding the artifact store's credentials
+            spec["serviceAccountName"] = serving_account
+        return spec
+
+    manifest = {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {"name": service_name, "labels": {"app.kubernetes.io/name": "income-census"}},
+        "spec": {"predictor": component("250m"), "explainer": component("500m")},
+    }
+    with Path(inference_service.path).open("w") as f:
+        yaml.safe_dump(manifest, f, sort_keys=False)
+    inference_service.metadata.update({"name": service_name, "accuracy": accuracy})
+
+    if "KUBERNETES_SERVICE_HOST" not in os.environ:  # a laptop run: render only
+        print(f"rendered InferenceService {service_name} (no cluster: not applied)", flush=True)
+        return
+
+    from kubernetes import client, config
+    from kubernetes.client.rest import ApiException
+
+    config.load_incluster_config()  # the run's ServiceAccount
+    if not namespace:  # the run's own namespace, e.g. the Kubeflow profile's
+        namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text()
+    where = {
+        "group": "serving.kserve.io",
+        "version": "v1beta1",
+        "namespace": namespace.strip(),
+        "plural": "inferenceservices",
+    }
+    api = client.CustomObjectsApi()
+    try:
+        api.create_namespaced_custom_object(body=manifest, **where)
+        action = "created"
+    except ApiException as err:
+        if err.status != 409:  # 409: one of that name exists; anything else is a real error
+            raise
+        # A replace must carry the current resourceVersion, or the API server refuses it.
+        current = api.get_namespaced_custom_object(name=service_name, **where)
+        manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        api.replace_namespaced_custom_object(name=service_name, body=manifest, **where)
+        action = "replaced"
+    print(f"{action} InferenceService {where['namespace']}/{service_name}", flush=True)
+
+
+@dsl.pipeline(
+    name="income-census",
+    description="Train the Adult income classifier, evaluate and explain it, and serve it with "
+    "KServe when accurate enough.",
+)
+def income_pipeline(
+    sample: bool = False,
+    model_type: str = "random_forest",
+    n_estimators: int = 50,
+    max_depth: int = 0,
+    learning_rate: float = 0.3,
+    seed: int = 42,
+    explain_rows: int = 2,
+    threshold: float = 0.84,
+    service_name: str = "income",
+    namespace: str = "",
+    serving_account: str = "income-serving",
+):
+    """Defaults are income_census.train's, on the full data; namespace "" means the run's own."""
+    data = load_data(sample=sample)
+    data.set_cpu_request("250m").set_memory_request("512Mi").set_memory_limit("1Gi")
+
+    trained = train(
+        dataset=data.outputs["dataset"],
+        model_type=model_type,
+        n_estimators=n_estimators,
+        max_depth=max_depth,
+        learning_rate=learning_rate,
+        seed=seed,
+    )
+    trained.set_cpu_request("1").set_cpu_limit("2").set_memory_request("1Gi")
+    trained.set_memory_limit("2Gi")
+
+    scores = evaluate(dataset=data.outputs["dataset"], model=trained.outputs["model"])
+    scores.set_cpu_request("500m").set_memory_request("512Mi").set_memory_limit("1Gi")
+
+    reasons = explain(
+        dataset=data.outputs["dataset"], model=trained.outputs["model"], rows=explain_rows
+    )
+    reasons.set_cpu_request("1").set_memory_request("512Mi").set_memory_limit("1Gi")
+
+    with dsl.If(scores.outputs["Output"] >= threshold, name="accurate-enough"):
+        served = deploy(
+            model=trained.outputs["model"],
+            accuracy=scores.outputs["Output"],
+            service_name=service_name,
+            namespace=namespace,
+            serving_account=serving_account,
+            serving_image=IMAGE,
+        )
+        # It acts on the cluster: a cached result would skip re-creating a deleted service.
+        served.set_caching_options(False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Compile the income pipeline to YAML.")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=COMPILED,
+        help="where the YAML goes (default: income_census/manifests/pipeline.yaml)",
+    )
+    args = parser.parse_args(argv)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(income_pipeline, str(args.output))
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
