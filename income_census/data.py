@@ -85,26 +85,24 @@ def parse_adult(text: str, source: str = "adult file") -> Split:
     lines = text.splitlines()
     if lines and lines[0].startswith("|"):
         lines = lines[1:]
-    body = "\n".join(line for line in lines if line.strip())
-    if not body:
+    rows = [line for line in lines if line.strip()]
+    if not rows:
         raise AdultFormatError(f"{source}: no data rows")
-    try:
-        frame = pd.read_csv(
-            io.StringIO(body),
-            header=None,
-            names=COLUMNS,
-            skipinitialspace=True,
-            na_values=["?"],
-            dtype=str,
-            keep_default_na=False,
-            on_bad_lines="error",
-            engine="python",
-        )
-    except pd.errors.ParserError as err:  # a row with more fields than the 15 columns
-        raise AdultFormatError(f"{source}: {err}") from err
-    if frame[LABEL].isna().any():
-        row = int(frame.index[frame[LABEL].isna()][0]) + 1
-        raise AdultFormatError(f"{source}: data row {row} has fewer than {len(COLUMNS)} fields")
+    for number, line in enumerate(rows, start=1):
+        if line.count(",") != len(COLUMNS) - 1:
+            raise AdultFormatError(
+                f"{source}: data row {number} has {line.count(',') + 1} fields, "
+                f"expected {len(COLUMNS)}"
+            )
+    frame = pd.read_csv(
+        io.StringIO("\n".join(rows)),
+        header=None,
+        names=COLUMNS,
+        skipinitialspace=True,
+        na_values=["?"],
+        dtype=str,
+        keep_default_na=False,
+    )
     labels = frame.pop(LABEL).str.rstrip(".")
     unknown = sorted(set(labels) - {POSITIVE, "<=50K"})
     if unknown:

@@ -194,7 +194,7 @@ def deploy(
     if uri.startswith("minio://"):  # KFP's MinIO speaks S3; KServe reads s3://, not minio://
         uri = "s3://" + uri.removeprefix("minio://")
 
-    def component(cpu_request: str) -> dict:
+    def component(cpu_request: str, max_replicas: int) -> dict:
         # income_census/manifests/inferenceservice.yaml with this run's model (a test keeps the
         # two alike); KServe's storage initializer copies STORAGE_URI to /mnt/models.
         container = {
@@ -211,7 +211,7 @@ def deploy(
                 "limits": {"cpu": "1", "memory": "1Gi"},
             },
         }
-        spec = {"minReplicas": 1, "containers": [container]}
+        spec = {"minReplicas": 1, "maxReplicas": max_replicas, "containers": [container]}
         if serving_account:  # the one holding the artifact store's credentials
             spec["serviceAccountName"] = serving_account
         return spec
@@ -220,7 +220,7 @@ def deploy(
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
         "metadata": {"name": service_name, "labels": {"app.kubernetes.io/name": "income-census"}},
-        "spec": {"predictor": component("250m"), "explainer": component("500m")},
+        "spec": {"predictor": component("250m", 3), "explainer": component("500m", 1)},
     }
     with Path(inference_service.path).open("w") as f:
         yaml.safe_dump(manifest, f, sort_keys=False)
@@ -254,6 +254,7 @@ def deploy(
         manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
         api.replace_namespaced_custom_object(name=service_name, body=manifest, **where)
         action = "replaced"
+    inference_service.metadata["namespace"] = where["namespace"]
     print(f"{action} InferenceService {where['namespace']}/{service_name}", flush=True)
 
 
