@@ -1,0 +1,191 @@
+"""income_census.serve as the InferenceService runs it, against the Pipeline in process.
+
+One server for the module (the predictor's command from manifests/inferenceservice.yaml on a
+free 127.0.0.1 port, stopped by its pid): V1 rows by position and by name, V2 per-column and
+positional tensors, :explain, and the bad requests that must get a 400 naming the column.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pytest
+
+from income_census import data, rows
+from income_census.model import FEATURES, NUMERIC
+from tests.harness import manifests
+from tests.harness.serving import Server, serve
+
+CASE = Path(__file__).resolve().parents[1]
+ISVC = CASE / "manifests" / "inferenceservice.yaml"
+V1 = "/v1/models/income:predict"
+EXPLAIN = "/v1/models/income:explain"
+BOOK_ROW = [39, 7, 1, 1, 1, 1, 4, 1, 2174, 0, 40, 9]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, trained_model_dir: Path) -> Iterator[Server]:
+    workdir = tmp_path_factory.mktemp("serve")
+    with serve(ISVC, workdir=workdir, model_dir=trained_model_dir, timeout=120) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def model(trained_model_dir: Path):
+    return joblib.load(trained_model_dir / "model.joblib")
+
+
+@pytest.fixture(scope="module")
+def test_rows():
+    return data.load_sample()[1][0]
+
+
+def by_name(frame) -> list[dict]:
+    """Rows as a JSON client sends them: numbers as numbers, "?" for unknown categories."""
+    out = []
+    for record in frame[list(FEATURES)].to_dict("records"):
+        out.append(
+            {
+                k: (float(v) if k in NUMERIC else ("?" if v != v else v))  # NaN -> "?"
+                for k, v in record.items()
+            }
+        )
+    return out
+
+
+def test_v1_rows_by_name_equal_the_in_process_model(server: Server, model, test_rows) -> None:
+    batch = test_rows.iloc[:40]
+    answer = server.v1_predict(by_name(batch))
+    assert answer.status_code == 200, answer.text
+    predictions = answer.json()["predictions"]
+    expected = model.predict_proba(batch)
+    served = np.array([p["probabilities"] for p in predictions])
+    np.testing.assert_allclose(served, expected, atol=1e-12)
+    assert [p["class"] for p in predictions] == expected.argmax(axis=1).tolist()
+    assert {p["label"] for p in predictions} <= {"<=50K", ">50K"}
+
+
+def test_the_books_positional_request(server: Server, model) -> None:
+    answer = server.v1_predict([BOOK_ROW])
+    assert answer.status_code == 200, answer.text
+    (prediction,) = answer.json()["predictions"]
+    expected = model.predict_proba(rows.parse_rows([BOOK_ROW]))[0]
+    np.testing.assert_allclose(prediction["probabilities"], expected, atol=1e-12)
+    assert prediction["label"] == "<=50K"  # the first person of adult.data earns <=50K
+
+
+def test_the_committed_sample_request(server: Server, model) -> None:
+    request = json.loads((CASE / "sample" / "request.json").read_text())
+    answer = server.v1_predict(request["instances"])
+    assert answer.status_code == 200, answer.text
+    labels = [p["label"] for p in answer.json()["predictions"]]
+    assert labels == ["<=50K", ">50K"]
+
+
+def test_v2_per_column_and_positional_tensors(server: Server, model, test_rows) -> None:
+    batch = test_rows.iloc[:10]
+    named = by_name(batch)
+    inputs = [
+        {
+            "name": column,
+            "shape": [len(named)],
+            "datatype": "FP64" if column in NUMERIC else "BYTES",
+            "data": [row[column] for row in named],
+        }
+        for column in FEATURES
+    ]
+    answer = server.v2_infer(inputs)
+    assert answer.status_code == 200, answer.text
+    outputs = {o["name"]: o for o in answer.json()["outputs"]}
+    expected = model.predict_proba(batch)
+    np.testing.assert_allclose(
+        np.reshape(outputs["probabilities"]["data"], (-1, 2)), expected, atol=1e-12
+    )
+    assert outputs["class"]["data"] == expected.argmax(axis=1).tolist()
+
+    book = server.v2_infer(
+        [{"name": "rows", "shape": [1, 12], "datatype": "INT64", "data": BOOK_ROW}]
+    )
+    assert book.status_code == 200, book.text
+    assert {o["name"]: o["data"] for o in book.json()["outputs"]}["label"] == ["<=50K"]
+
+
+def test_explain_gives_an_anchor_with_precision(server: Server, test_rows) -> None:
+    answer = server.post(EXPLAIN, {"instances": by_name(test_rows.iloc[[1]])})
+    assert answer.status_code == 200, answer.text
+    (found,) = answer.json()["explanations"]
+    assert found["label"] == "<=50K"
+    assert found["anchor"] and set(found["features"]) <= set(FEATURES)
+    for condition in found["anchor"]:
+        assert any(feature in condition for feature in FEATURES), condition
+    assert 0.9 <= found["precision"] <= 1.0 and 0.0 <= found["coverage"] <= 1.0, found
+
+
+GOOD = dict(zip(FEATURES, BOOK_ROW, strict=True))
+BAD_V1 = {
+    "wrong-column-count": ([BOOK_ROW + [1]], "expected 12 values"),
+    "unknown-category": ([{**GOOD, "occupation": "Astronaut"}], "'occupation' has no category"),
+    "text-in-number": ([{**GOOD, "hours-per-week": "forty"}], "'hours-per-week' must be a number"),
+    "missing-value": ([{**GOOD, "race": None}], "'race' is null"),
+    "missing-column": ([{k: v for k, v in GOOD.items() if k != "sex"}], "['sex'] are missing"),
+    "empty-batch": ([], "at least one row"),
+    "not-a-list": ("rows", "to be a list"),  # KServe's own check, before the model's
+    "bad-code": ([{**GOOD, "native-country": 42}], "'native-country' code 42 is out of range"),
+}
+
+
+@pytest.mark.parametrize("instances, message", BAD_V1.values(), ids=BAD_V1.keys())
+def test_bad_v1_requests_get_a_400_naming_the_problem(server: Server, instances, message) -> None:
+    answer = server.post(V1, {"instances": instances})
+    assert answer.status_code == 400, answer.text
+    assert message in answer.json()["error"], answer.text
+    assert server.v1_predict([BOOK_ROW]).status_code == 200  # and it keeps serving
+
+
+@pytest.mark.parametrize(
+    "path, body, message",
+    [
+        (V1, b"not json", "Unrecognized request format"),
+        (V1, {"rows": [BOOK_ROW]}, "'instances' list"),
+        (EXPLAIN, {"instances": [BOOK_ROW], "threshold": 2}, "threshold"),
+        (EXPLAIN, {"instances": [BOOK_ROW] * 6}, "at most 5 rows"),
+    ],
+    ids=["non-json", "no-instances", "bad-threshold", "too-many-to-explain"],
+)
+def test_bad_explain_and_body_requests(server: Server, path: str, body, message: str) -> None:
+    answer = server.post(path, body)
+    assert answer.status_code == 400, answer.text
+    assert message in answer.text
+    assert server.v1_predict([BOOK_ROW]).status_code == 200
+
+
+def test_bad_v2_requests(server: Server) -> None:
+    wrong_shape = server.v2_infer(
+        [{"name": "rows", "shape": [1, 11], "datatype": "INT64", "data": BOOK_ROW[:11]}]
+    )
+    assert wrong_shape.status_code == 400 and "expected 12 values" in wrong_shape.json()["error"]
+    strings = server.v2_infer(
+        [{"name": "rows", "shape": [1, 12], "datatype": "BYTES", "data": ["x"] * 12}]
+    )
+    assert strings.status_code == 400 and "INT64 or FP64" in strings.json()["error"]
+    partial = server.v2_infer(
+        [
+            {"name": "age", "shape": [1], "datatype": "FP64", "data": [39]},
+            {"name": "sex", "shape": [1], "datatype": "BYTES", "data": ["Male"]},
+        ]
+    )
+    assert partial.status_code == 400 and "missing: ['workclass'" in partial.json()["error"]
+    assert server.v1_predict([BOOK_ROW]).status_code == 200
+
+
+def test_predictor_and_explainer_run_the_same_server() -> None:
+    isvc = manifests.load(ISVC)[0]
+    predictor = isvc["spec"]["predictor"]["containers"][0]
+    explainer = isvc["spec"]["explainer"]["containers"][0]
+    for key in ("image", "command", "args", "env"):
+        assert predictor[key] == explainer[key], key
+    assert predictor["command"] == ["python", "-m", "income_census.serve"]
