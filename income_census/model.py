@@ -184,8 +184,10 @@ def group_categories(rows: pd.DataFrame) -> pd.DataFrame:
     """The categorical columns with fine categories replaced by coarse ones, `?` as missing."""
     grouped = pd.DataFrame(index=rows.index)
     for column in CATEGORICAL:
-        values = rows[column].astype(object).replace({UNKNOWN: np.nan})
-        grouped[column] = values.replace(GROUPS.get(column, {}))
+        groups = GROUPS.get(column, {})
+        grouped[column] = rows[column].map(
+            lambda v, g=groups: np.nan if v == UNKNOWN else g.get(v, v)
+        )
     return grouped
 
 

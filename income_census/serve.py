@@ -17,7 +17,7 @@ Requests (1 to --max_rows rows; income_census/rows.py has the rules for a row):
 * V1 explain, POST /v1/models/income:explain, the same body with at most --max_explain_rows
   rows, and optionally `"threshold"` (the precision an anchor must reach, default 0.95). Answer:
   `{"explanations": [{"label", "anchor": ["marital-status = Separated", ...], "precision",
-  "coverage", ...}]}`. An anchor takes about 1 to 10 s a row here.
+  "coverage", ...}]}`. An anchor takes about 1 to 15 s a row here.
 * V2 infer, POST /v2/models/income/infer: one tensor per column, named as the columns, shape
   [N] (numbers as FP32/FP64/INT32/INT64, categories as BYTES), or a single INT64/FP64 tensor of
   shape [N, 12] holding the book's positional rows. Answer: `class` INT64 [N], `label` BYTES [N]
