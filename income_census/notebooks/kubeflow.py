@@ -121,8 +121,8 @@ else:
 # `python -m income_census.train --model=xgboost`. Katib's StdOut collector reads the
 # `test_accuracy=...` line it prints. The Katib SDK cannot share this environment (it pins an
 # old protobuf), so the Experiment goes through Katib's API model from the `kubeflow` package
-# and the Kubernetes client. (Locally, the smoke form runs 3 trials, all from TPE's random
-# start-up phase.)
+# and the Kubernetes client. (Locally, the smoke form runs 3 trials one at a time: two random
+# start-up trials, then one that TPE proposes from their results.)
 
 # %%
 from kubeflow_katib_api.models import V1beta1Experiment
@@ -181,6 +181,7 @@ if trials:
     for t, x, y in zip(trials, rates, accuracies, strict=True):
         label = f" depth {t.parameters['max_depth']}, {t.parameters['n_estimators']} rounds"
         ax.annotate(label, (x, y), fontsize=8)
+    ax.margins(x=0.3)  # room for the labels
     ax.set_xlabel("learning rate")
     ax.set_ylabel("test_accuracy")
     ax.set_title(f"{experiment.metadata.name}: one point per trial")
@@ -211,11 +212,24 @@ if cluster:
     print("pipeline run", run.run_id, finished.state)
     print("the explain step's anchors: the run's page in the Pipelines UI, Visualizations tab")
 else:
+    import contextlib
+    import re
+    import warnings
+
     from tests.harness import pipelines
 
-    local_run = pipelines.run_local(
-        pipelines.find_pipeline(income_census.pipeline), arguments, workdir=work / "pipeline"
-    )
+    # kfp.local streams every task's full executor input to stdout: keep it in a file instead,
+    # and skip its warning that CPU and memory settings mean nothing on a laptop.
+    log_path = work / "pipeline.log"
+    with log_path.open("w") as log, contextlib.redirect_stdout(log), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Task .* have no effect", UserWarning)
+        local_run = pipelines.run_local(
+            pipelines.find_pipeline(income_census.pipeline), arguments, workdir=work / "pipeline"
+        )
+    for line in log_path.read_text().splitlines():
+        if "finished with status" in line or " because " in line:
+            print(re.sub(r"\x1b\[[0-9;]*m", "", line).split(" - INFO - ")[-1].strip())
+    print("kfp.local's whole log:", log_path)
     print("tasks run:", local_run.tasks())
     print("evaluated accuracy:", round(local_run.parameters("evaluate")["Output"], 4))
 
@@ -240,9 +254,9 @@ if not cluster:
 # and an explainer, both running `python -m income_census.serve` on the model folder KServe
 # mounts at /mnt/models from `STORAGE_URI`. KServe sends `:predict` and V2 `/infer` to the
 # predictor and `:explain` to the explainer, which makes its hundreds of anchor predictions in
-# its own process. The manifest points at `income` on the volume, where
-# `python -m income_census.train` puts the book's RandomForest; this notebook trained XGBoost
-# into `income-xgboost` with the XGBoostJob, so both containers are pointed there.
+# its own process. The manifest points at `income` on the volume, where `manifests/train-job.yaml`
+# puts the book's RandomForest; this notebook trained XGBoost into `income-xgboost` with the
+# XGBoostJob, so both containers are pointed there.
 
 # %%
 from kserve import (

@@ -140,8 +140,9 @@ metrics = train.main(["--model-dir", str(model_dir)] + (["--sample"] if sample e
 print({k: round(v, 4) for k, v in metrics.items()})
 
 # %% [markdown]
-# Accuracy is well above the 0.76 of always guessing `<=50K`, and the AUC says the model ranks a
-# random high earner above a random low earner most of the time.
+# Test accuracy is well above `baseline_accuracy`, what always guessing `<=50K` scores on the
+# test people, and the AUC says the model ranks a random high earner above a random low earner
+# most of the time.
 #
 # We load the exported Pipeline as the model server does: one thread per prediction, since the
 # explainer makes many small predictions and threads cost more than they save there.
@@ -259,7 +260,8 @@ high_person[list(model.FEATURES)]
 # We can re-enact that: take the background people, overwrite the anchor's features one at a
 # time (in the order the explainer added them) with the person's own values, and count how
 # often the model keeps its answer. (The explainer draws numeric features from the anchor's
-# quartile rather than copying the exact value, so its numbers differ slightly.)
+# quartile rather than copying the person's exact value, so its precisions differ from these
+# shares; the shape of the two curves is the point.)
 
 # %%
 predicted_background = pipeline.predict(background)
