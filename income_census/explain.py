@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from anchor.anchor_tabular import AnchorTabularExplainer
 
 from income_census.model import CATEGORIES, FEATURES, UNKNOWN, group_categories
 
@@ -53,6 +52,9 @@ class Explainer:
     """Anchors for one fitted Pipeline, sampling perturbations from background rows."""
 
     def __init__(self, model, background: pd.DataFrame, seed: int = 0) -> None:
+        # Imported here, so `encode` also works where anchor-exp is not installed (alibi's venv).
+        from anchor.anchor_tabular import AnchorTabularExplainer
+
         self.model = model
         self.seed = seed
         codes = {FEATURES.index(c): list(names) for c, names in CATEGORIES.items()}
