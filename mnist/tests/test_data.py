@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mnist import data
+from tests.harness import mirror
 
 
 @pytest.mark.parametrize("dtype", ["u1", "i1", "i2", "i4", "f4", "f8"])
@@ -58,35 +55,6 @@ def test_truncated_gzip_names_the_file(tmp_path: Path) -> None:
 # --- the download path, against a throwaway HTTP server on 127.0.0.1 -------------------------
 
 
-@contextlib.contextmanager
-def http_server(files: dict[str, bytes], truncate: bool = False) -> Iterator[str]:
-    """Serve files at http://127.0.0.1:<free port>/; truncate sends half of each body."""
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802  (the name http.server calls)
-            body = files.get(self.path.lstrip("/"))
-            if body is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body[: len(body) // 2] if truncate else body)
-
-        def log_message(self, *args: object) -> None:  # keep pytest's output clean
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def tiny_mnist() -> dict[str, bytes]:
     """The four MNIST files, gzipped IDX as the mirror serves them, with 7 and 3 digits."""
     rng = np.random.default_rng(0)
@@ -106,7 +74,7 @@ def sha256s(files: dict[str, bytes]) -> dict[str, str]:
 def test_download_with_good_checksum_is_parsed(tmp_path: Path) -> None:
     files = tiny_mnist()
     cache = tmp_path / "cache"
-    with http_server(files) as url:
+    with mirror.serve_files(files) as url:
         (train_x, train_y), (test_x, test_y) = data.load_mnist(
             cache, mirror=url, checksums=sha256s(files), progress=False
         )
@@ -119,7 +87,7 @@ def test_download_with_good_checksum_is_parsed(tmp_path: Path) -> None:
 
 def test_cached_files_are_not_downloaded_again(tmp_path: Path) -> None:
     files = tiny_mnist()
-    with http_server(files) as url:
+    with mirror.serve_files(files) as url:
         data.load_mnist(tmp_path, mirror=url, checksums=sha256s(files), progress=False)
     # The server is gone: a second load must come from the verified cache alone.
     (train_x, _), _ = data.load_mnist(
@@ -130,7 +98,7 @@ def test_cached_files_are_not_downloaded_again(tmp_path: Path) -> None:
 
 def test_wrong_checksum_leaves_nothing_in_the_cache(tmp_path: Path) -> None:
     name = "train-labels-idx1-ubyte.gz"
-    with http_server(tiny_mnist()) as url, pytest.raises(data.DownloadError, match="sha256"):
+    with mirror.serve_files(tiny_mnist()) as url, pytest.raises(data.DownloadError, match="sha256"):
         data.download(url + name, tmp_path / name, "0" * 64, progress=False)
     assert list(tmp_path.iterdir()) == []
 
@@ -139,7 +107,7 @@ def test_truncated_download_leaves_nothing_in_the_cache(tmp_path: Path) -> None:
     name = "train-images-idx3-ubyte.gz"
     files = tiny_mnist()
     with (
-        http_server(files, truncate=True) as url,
+        mirror.serve_files(files, truncate=True) as url,
         pytest.raises(data.DownloadError, match="truncated"),
     ):
         data.download(url + name, tmp_path / name, sha256s(files)[name], progress=False)
@@ -150,13 +118,13 @@ def test_corrupt_cached_file_is_replaced(tmp_path: Path) -> None:
     name = "t10k-labels-idx1-ubyte.gz"
     files = tiny_mnist()
     (tmp_path / name).write_bytes(b"half a file")
-    with http_server(files) as url:
+    with mirror.serve_files(files) as url:
         data.download(url + name, tmp_path / name, sha256s(files)[name], progress=False)
     assert (tmp_path / name).read_bytes() == files[name]
 
 
 def test_unreachable_mirror_is_a_download_error(tmp_path: Path) -> None:
-    with http_server({}) as url, pytest.raises(data.DownloadError, match="404"):
+    with mirror.serve_files({}) as url, pytest.raises(data.DownloadError, match="404"):
         data.download(url + "missing.gz", tmp_path / "missing.gz", "0" * 64, progress=False)
     assert list(tmp_path.iterdir()) == []
 
