@@ -314,7 +314,12 @@ def load_chosen(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None
             folder.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".phantom."))
             write_series(noisy(truth), staging)
-            staging.replace(folder)
+            try:
+                staging.replace(folder)
+            except OSError:  # another trial on the same volume wrote it first: use theirs
+                shutil.rmtree(staging, ignore_errors=True)
+                if not folder.is_dir():
+                    raise
         return read_series(folder).volume, truth
     if args.url:
         if not args.sha256:
