@@ -309,7 +309,9 @@ def load_chosen(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None
     """(volume, ground truth or None) for the flags of `add_data_arguments`."""
     if args.sample:
         truth = phantom()
-        folder = Path(args.data_dir).expanduser() / "phantom"
+        # Named by what makes it, so a change of shape, noise or seed never reuses an old copy.
+        shape = "x".join(map(str, PHANTOM_SHAPE))
+        folder = Path(args.data_dir).expanduser() / f"phantom-{shape}-noise{PHANTOM_NOISE:g}-seed1"
         if not folder.is_dir():  # written once: the same phantom, seed and noise every time
             folder.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".phantom."))

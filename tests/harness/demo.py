@@ -51,9 +51,11 @@ def serve_and_query(case: Case, path: Path, model_dir: Path, workdir: Path) -> N
     from tests.harness import serving
 
     request = json.loads((case.path / case.smoke["serve"]["request"]).read_text())
+    protocol = "V2" if "inputs" in request else "V1"  # an Open Inference body, or KServe's V1
     with serving.serve(path, workdir=workdir, model_dir=model_dir) as server:
-        print(f"served at {server.url}; V1 request from {case.smoke['serve']['request']}")
-        answer = server.v1_predict(request["instances"])
+        print(f"served at {server.url}; {protocol} request from {case.smoke['serve']['request']}")
+        send = server.v2_infer if protocol == "V2" else server.v1_predict
+        answer = send(**request)
         print(f"HTTP {answer.status_code}: {answer.text[:500]}")
 
 

@@ -1,0 +1,84 @@
+"""The CT-scan KFP pipeline: its committed YAML, and one local run on the phantom.
+
+    .venv/bin/python -m pytest ct_scans/tests/test_pipeline.py -q
+
+One kfp.local run (a subprocess per task; the SVD step starts Spark in local mode), shared by
+the tests below.
+"""
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ct_scans import data, pipeline
+from tests.harness.pipelines import LocalRun, compiled_drift, find_pipeline, run_local
+
+# The resource requests are for the cluster; kfp.local says it ignores them, once per task.
+pytestmark = pytest.mark.filterwarnings("ignore:Task .* no effect in the current local runner")
+
+STEPS = ["dicom-to-matrix", "load-scan", "svd-on-spark", "visualize"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> LocalRun:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPARK_LOCAL_IP", "127.0.0.1")  # Spark binds a non-loopback address otherwise
+        return run_local(pipeline.ct_pipeline, {}, workdir=tmp_path_factory.mktemp("pipeline"))
+
+
+def test_every_step_ran(run: LocalRun) -> None:
+    assert run.tasks() == STEPS
+
+
+def test_the_phantom_goes_through_dicom_into_the_matrix(run: LocalRun) -> None:
+    assert run.metadata("load-scan", "scan") == {"source": "phantom", "files": 48}
+    series = data.read_series(run.artifact("load-scan", "scan") / "series")
+    assert series.volume.shape == data.PHANTOM_SHAPE
+    assert run.metadata("dicom-to-matrix", "matrix") == {
+        "slices": 48,
+        "rows": 64,
+        "cols": 64,
+        "skipped": 0,
+    }
+    arrays = np.load(run.artifact("dicom-to-matrix", "matrix"))
+    np.testing.assert_array_equal(arrays["matrix"], data.to_matrix(series.volume))
+    np.testing.assert_array_equal(arrays["truth"], data.phantom())
+
+
+def test_spark_svd_denoises_as_the_single_process_trainer(run: LocalRun) -> None:
+    metrics = run.metadata("svd-on-spark", "metrics")
+    # train.py's figures for the same flags (case.toml floors come from the same run).
+    assert metrics["psnr_gain"] >= 2.5, metrics
+    assert metrics["psnr_drop_30"] < metrics["psnr_noisy"], metrics
+    basis = np.load(run.artifact("svd-on-spark", "basis") / "basis.npz")
+    assert basis["u"].shape == (64 * 64, 40) and basis["shape"].tolist() == [64, 64]
+
+
+def test_the_html_report_shows_slices_and_the_psnr_curve(run: LocalRun) -> None:
+    page = run.artifact("visualize", "report").read_text()
+    assert page.count("<img src='data:image/png;base64,") == 2
+    shown = dict(re.findall(r"<tr><td>PSNR at ([\d.]+)%</td><td>([\d.]+) dB</td></tr>", page))
+    assert set(shown) == {"0.1", "1", "5", "10", "30"}
+    assert float(shown["5"]) > float(shown["0.1"]) > float(shown["30"])
+
+
+def test_committed_yaml_is_in_step_with_pipeline_py(tmp_path: Path) -> None:
+    assert find_pipeline(pipeline) is pipeline.ct_pipeline
+    assert compiled_drift(pipeline.ct_pipeline, pipeline.COMPILED) is None
+    out = tmp_path / "sub" / "pipeline.yaml"
+    pipeline.main(["--output", str(out)])
+    assert yaml.safe_load(out.read_text()) == yaml.safe_load(pipeline.COMPILED.read_text())
+
+
+def test_every_component_uses_the_case_image_and_installs_nothing() -> None:
+    spec = yaml.safe_load(pipeline.COMPILED.read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    assert sorted(executors) == [f"exec-{step}" for step in STEPS]
+    for name, executor in executors.items():
+        container = executor["container"]
+        assert container["image"] == pipeline.IMAGE, name
+        command = " ".join(container["command"] + container.get("args", []))
+        assert "pip install" not in command, f"{name} installs packages at run time"
