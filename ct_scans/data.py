@@ -272,7 +272,11 @@ def download_series(
                 if not target.is_relative_to(staging.resolve()):
                     raise SeriesError(f"{url}: archive member {member!r} points outside the folder")
             zipped.extractall(staging)
-        staging.replace(folder)
+        try:
+            staging.replace(folder)
+        except OSError:  # another process on the same volume unpacked it first: use theirs
+            if not folder.is_dir():
+                raise
     except zipfile.BadZipFile as err:
         raise SeriesError(f"{url}: not a zip archive ({err})") from err
     finally:

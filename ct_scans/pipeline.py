@@ -126,7 +126,7 @@ def svd_on_spark(
     finally:
         spark.stop()
     volume = data.to_volume(a, rows, cols)
-    scores, _ = train.denoise_report(volume, truth, u, s, vt, percent)
+    scores, _ = train.denoise_report(volume, truth, u, s, vt, percent, keep_volumes=False)
     train.save(Path(basis.path), u, s, (rows, cols), scores)
     basis.metadata.update({"rank": k, "kept": int(scores["kept"]), "slices": slices})
     for name, value in scores.items():

@@ -79,21 +79,30 @@ def denoise_report(
     s: np.ndarray,
     vt: np.ndarray,
     percent: float,
+    keep_volumes: bool = True,
 ) -> tuple[dict[str, float], dict[float, np.ndarray]]:
-    """Metrics at --percent and at the book's percentages, and the denoised volumes."""
+    """Metrics at --percent and at the book's percentages, and the denoised volumes.
+
+    Without a truth there is nothing to score, so no volume is rebuilt unless keep_volumes asks
+    for them (for pictures): a 512 x 512 x 200 scan rebuilt six times would take gigabytes.
+    """
     rows, cols = volume.shape[1:]
-    volumes = {
-        p: data.to_volume(svd.reconstruct(u, s, vt, p), rows, cols)
-        for p in sorted({*svd.PERCENTAGES, percent})
-    }
     metrics: dict[str, float] = {"kept": float(svd.kept(s, percent)), "rank": float(len(s))}
-    if truth is not None:
-        peak = float(np.ptp(truth))  # one data range for every figure, so they compare
-        metrics["psnr_noisy"] = svd.psnr(truth, volume, peak)
-        for p, denoised in volumes.items():
+    volumes: dict[float, np.ndarray] = {}
+    if truth is None and not keep_volumes:
+        return metrics, volumes
+    peak = None if truth is None else float(np.ptp(truth))  # one range, so figures compare
+    for p in sorted({*svd.PERCENTAGES, percent}):
+        denoised = data.to_volume(svd.reconstruct(u, s, vt, p).astype(np.float32), rows, cols)
+        if truth is not None:
             metrics[metric_name("psnr", p)] = svd.psnr(truth, denoised, peak)
+            if p == percent:
+                metrics["ssim"] = svd.ssim(truth, denoised, peak)
+        if keep_volumes:
+            volumes[p] = denoised
+    if truth is not None:
+        metrics["psnr_noisy"] = svd.psnr(truth, volume, peak)
         metrics["psnr"] = metrics[metric_name("psnr", percent)]
-        metrics["ssim"] = svd.ssim(truth, volumes[percent], peak)
         metrics["ssim_noisy"] = svd.ssim(truth, volume, peak)
         metrics["psnr_gain"] = metrics["psnr"] - metrics["psnr_noisy"]
     return metrics, volumes
@@ -125,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     u, s, vt = svd.randomized_svd(a, k, args.oversampling, args.power_iterations, args.seed)
     seconds = time.perf_counter() - start
 
-    metrics, volumes = denoise_report(volume, truth, u, s, vt, args.percent)
+    metrics, volumes = denoise_report(volume, truth, u, s, vt, args.percent, args.images)
     metrics["svd_seconds"] = seconds
     save(args.model_dir, u, s, volume.shape[1:], metrics)
     if args.images:

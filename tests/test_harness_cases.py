@@ -69,5 +69,7 @@ def test_kustomize_patch_files_are_not_validated_as_objects(tmp_path: Path) -> N
         "resources: [../]\npatches:\n  - path: gpu-patch.yaml\n"
     )
     (folder / "manifests/gpu/gpu-patch.yaml").write_text("kind: TFJob\n")
+    (folder / "manifests/kustomization.yaml").write_text("configurations: [kustomizeconfig.yaml]\n")
+    (folder / "manifests/kustomizeconfig.yaml").write_text("images: [{path: spec/image}]\n")
     names = [p.name for p in cases.load_case(folder).manifests]
-    assert names == ["kustomization.yaml"]
+    assert names == ["kustomization.yaml", "kustomization.yaml"]  # the base's and gpu's

@@ -23,8 +23,11 @@ TRAINING_KINDS = {"TFJob", "PyTorchJob", "XGBoostJob", "TrainJob", "SparkApplica
 def yaml_files(paths: list[Path]) -> list[Path]:
     found: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*.yaml") if p.name != "pipeline.yaml")
+        if path.is_dir():  # kustomize's patches and configurations are not objects
+            skipped = cases.patch_files(path)
+            found += sorted(
+                p for p in path.rglob("*.yaml") if p.name != "pipeline.yaml" and p not in skipped
+            )
         else:
             found.append(path)
     return found

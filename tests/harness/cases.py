@@ -81,8 +81,8 @@ class Case:
     def manifests(self) -> list[Path]:
         """Every Kubernetes YAML of the case (overlays included), not the compiled pipeline.
 
-        Kustomize patch files are partial objects, so they are left out: kustomize itself
-        checks that they apply.
+        Kustomize patch files are partial objects and transformer configurations are not objects
+        at all, so both are left out: kustomize itself checks them.
         """
         root = self.path / "manifests"
         files = {p for p in root.rglob("*.yaml") if p.name != "pipeline.yaml"}
@@ -103,12 +103,13 @@ class Case:
 
 
 def patch_files(root: Path) -> set[Path]:
-    """Files that kustomization.yaml files below root name as patches."""
+    """Files that kustomization.yaml files below root name as patches or `configurations`."""
     found: set[Path] = set()
     for kustomization in root.rglob("kustomization.yaml"):
         config = yaml.safe_load(kustomization.read_text()) or {}
         entries = [p.get("path") for p in config.get("patches", []) if isinstance(p, dict)]
         entries += config.get("patchesStrategicMerge", []) + config.get("patchesJson6902", [])
+        entries += config.get("configurations", [])  # e.g. where a CRD names its image
         for entry in entries:
             name = entry.get("path") if isinstance(entry, dict) else entry
             if name:

@@ -1,0 +1,109 @@
+"""The ct_scans manifests as a cluster would get them: secure, sized, one image, kustomize.
+
+Strict schema validation runs in tests/test_contract.py; these are the house rules DESIGN.md sets
+on top (non-root, no privilege escalation, requests and limits, the image named once), and the
+image's entry point, which the Spark operator's pods depend on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.harness import cases, manifests
+
+CASE_DIR = Path(__file__).resolve().parents[1]
+MANIFESTS = CASE_DIR / "manifests"
+IMAGE = cases.load_case(CASE_DIR).image
+FILES = cases.load_case(CASE_DIR).manifests
+
+
+def containers(node: object, path: str = "") -> Iterator[tuple[str, dict]]:
+    """Every container-like object (a dict with an image) anywhere below node, with its path."""
+    if isinstance(node, dict):
+        if isinstance(node.get("image"), str):
+            yield path, node
+        for key, value in node.items():
+            yield from containers(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from containers(value, f"{path}[{i}]")
+
+
+WORKLOADS = [
+    (path.name, doc)
+    for path in FILES
+    for doc in manifests.load(path)
+    if doc.get("kind") not in {"Kustomization", "PersistentVolumeClaim"}
+]
+
+
+@pytest.mark.parametrize(("name", "doc"), WORKLOADS, ids=[n for n, _ in WORKLOADS])
+def test_every_container_is_secure_and_sized(name: str, doc: dict) -> None:
+    if doc["kind"] == "SparkApplication":  # one image for the driver and executors
+        spec = doc["spec"]
+        assert spec["image"] == IMAGE
+        for role in ("driver", "executor"):
+            pod = spec[role]
+            assert {"cores", "coreLimit", "memory"} <= set(pod), f"{name} {role}: sized"
+            assert pod["securityContext"]["runAsNonRoot"] is True, role
+            assert pod["securityContext"]["allowPrivilegeEscalation"] is False, role
+        return
+    found = list(containers(doc))
+    assert found, f"{name}: no container"
+    for where, container in found:
+        assert container["image"] == IMAGE, f"{name}{where}: image {container['image']}"
+        sized = container.get("resources", {})
+        assert {"requests", "limits"} <= set(sized), f"{name}{where}: needs requests and limits"
+        context = container.get("securityContext", {})
+        assert context.get("allowPrivilegeEscalation") is False, f"{name}{where}"
+        assert context.get("runAsNonRoot") is True, f"{name}{where}"
+
+
+def test_kustomize_renames_the_image_everywhere(tmp_path: Path) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: kustomize rendering is checked where it is")
+    copy = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, copy)
+    kustomization = yaml.safe_load((copy / "kustomization.yaml").read_text())
+    assert set(kustomization["resources"]) == {p.name for p in FILES} - {"kustomization.yaml"}
+    kustomization["images"][0]["newTag"] = "9.9.9"
+    (copy / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    out = subprocess.run(
+        [kubectl, "kustomize", str(copy)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    images = {c["image"] for d in docs for _, c in containers(d)}
+    assert images == {IMAGE.rpartition(":")[0] + ":9.9.9"}  # the SparkApplication's too
+    assert len({d["metadata"]["namespace"] for d in docs}) == 1
+
+
+def test_the_entry_point_runs_spark_roles_and_plain_commands(tmp_path: Path) -> None:
+    entry = CASE_DIR / "spark-entrypoint.sh"
+    assert os.access(entry, os.X_OK)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    plain = subprocess.run(
+        [entry, "echo", "a plain command"], capture_output=True, text=True, env=env, timeout=30
+    )
+    assert plain.returncode == 0 and plain.stdout == "a plain command\n"
+    # The driver role is spark-submit in client mode, bound where the operator says.
+    driver = subprocess.run(
+        [entry, "driver", "--version"],
+        capture_output=True,
+        text=True,
+        env={**env, "SPARK_DRIVER_BIND_ADDRESS": "127.0.0.1"},
+        timeout=120,
+    )
+    assert driver.returncode == 0, driver.stderr[-2000:]
+    assert "version 4.3.0" in driver.stdout + driver.stderr
+    dockerfile = (CASE_DIR / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["/app/ct_scans/spark-entrypoint.sh"]' in dockerfile
