@@ -284,6 +284,15 @@ def download_series(
     return folder
 
 
+def phantom_folder(data_dir: Path | str = DEFAULT_DATA_DIR) -> Path:
+    """Where `--sample` keeps the noisy phantom's DICOM files under data_dir.
+
+    Named by what makes it, so a change of shape, noise or seed never reuses an old copy.
+    """
+    shape = "x".join(map(str, PHANTOM_SHAPE))
+    return Path(data_dir).expanduser() / f"phantom-{shape}-noise{PHANTOM_NOISE:g}-seed1"
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every step shares to choose its scan (read them with `load_chosen`)."""
     parser.add_argument(
@@ -313,9 +322,7 @@ def load_chosen(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray | None
     """(volume, ground truth or None) for the flags of `add_data_arguments`."""
     if args.sample:
         truth = phantom()
-        # Named by what makes it, so a change of shape, noise or seed never reuses an old copy.
-        shape = "x".join(map(str, PHANTOM_SHAPE))
-        folder = Path(args.data_dir).expanduser() / f"phantom-{shape}-noise{PHANTOM_NOISE:g}-seed1"
+        folder = phantom_folder(args.data_dir)
         if not folder.is_dir():  # written once: the same phantom, seed and noise every time
             folder.parent.mkdir(parents=True, exist_ok=True)
             staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".phantom."))

@@ -101,17 +101,12 @@ def svd_on_spark(
 ):
     """The stochastic SVD of the matrix on Spark (ct_scans.train_distributed's), saved as the
     basis.npz the model server loads; PSNR and SSIM go to this step's Metrics."""
-    import os
-    import sys
     from pathlib import Path
 
     import numpy as np
 
     from ct_scans import data, train
     from ct_scans import train_distributed as spark_svd
-
-    # Spark's Python workers run this interpreter (a venv's on a laptop), not the first on PATH.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 
     arrays = np.load(matrix.path)
     a, (slices, rows, cols) = arrays["matrix"], arrays["shape"].tolist()
@@ -143,24 +138,24 @@ def visualize(matrix: Input[Dataset], basis: Input[Model], report: Output[HTML])
 
     import numpy as np
 
-    from ct_scans import data, svd, visualize
+    from ct_scans import data, model, visualize
 
     arrays = np.load(matrix.path)
     a, (_, rows, cols) = arrays["matrix"], arrays["shape"].tolist()
     stored = np.load(Path(basis.path) / "basis.npz")
     u, s = stored["u"].astype(np.float64), stored["s"]
     volume = data.to_volume(a, rows, cols)
-    denoised = {p: data.to_volume(svd.project(u, s, a, p), rows, cols) for p in svd.PERCENTAGES}
+    denoised = {p: data.to_volume(model.project(u, s, a, p), rows, cols) for p in model.PERCENTAGES}
     shown = {"scan": volume} | {f"drop {p:g}%": v for p, v in denoised.items()}
     table = [("slices, rows, cols", f"{volume.shape}"), ("singular values computed", f"{len(s)}")]
-    table += [(f"kept at {p:g}%", f"{svd.kept(s, p)}") for p in svd.PERCENTAGES]
+    table += [(f"kept at {p:g}%", f"{model.kept(s, p)}") for p in model.PERCENTAGES]
     work = Path(tempfile.mkdtemp())
     images = {"the middle slice": visualize.save_slices(shown, len(volume) // 2, work / "s.png")}
     if "truth" in arrays:
         truth = arrays["truth"]
         peak = float(np.ptp(truth))
-        curve = {p: svd.psnr(truth, v, peak) for p, v in denoised.items()}
-        noisy = svd.psnr(truth, volume, peak)
+        curve = {p: model.psnr(truth, v, peak) for p, v in denoised.items()}
+        noisy = model.psnr(truth, volume, peak)
         figure = visualize.psnr_figure(curve, noisy)
         figure.savefig(work / "psnr.png", dpi=80)
         images["PSNR against the truth"] = work / "psnr.png"

@@ -8,7 +8,7 @@
 writes: U (rows x cols, k), the singular values s and the slice shape. On a cluster KServe's
 storage initializer puts that folder at /mnt/models, the default.
 
-A slice is denoised as in `ct_scans.svd.project`: as a column x of rows x cols pixels it becomes
+A slice is denoised as in `ct_scans.model.project`: as a column x of rows x cols pixels it becomes
 U_r U_r^T x, where U_r holds the left singular vectors of the singular values that are at least
 `percent` % of the largest (default 5, the case's --percent). Slices must have the scan's size.
 Percent 0 keeps all k stored values: the answer is then x projected onto the whole basis, which
@@ -56,7 +56,7 @@ from kserve.errors import InvalidInput
 from kserve.protocol.rest.server import RESTServer
 from uvicorn.importer import import_from_string
 
-from ct_scans import data, svd
+from ct_scans import data, model
 from ct_scans.train import BASIS_FILE
 
 DEFAULT_PERCENT = 5.0  # train.py's --percent default
@@ -106,9 +106,9 @@ class CtDenoiser(kserve.Model):
     def denoise(self, slices: np.ndarray, percent: float) -> tuple[np.ndarray, int]:
         """(N, rows, cols) float32 slices -> the denoised slices and how many values were kept."""
         columns = data.to_matrix(slices)
-        denoised = svd.project(self.u, self.s, columns, percent)
+        denoised = model.project(self.u, self.s, columns, percent)
         volume = data.to_volume(denoised, self.rows, self.cols)
-        return volume.astype(np.float32, copy=False), svd.kept(self.s, percent)
+        return volume.astype(np.float32, copy=False), model.kept(self.s, percent)
 
     def predict(self, payload: dict | InferRequest, headers: dict | None = None):
         if isinstance(payload, InferRequest):

@@ -3,7 +3,7 @@
     python -m ct_scans.train --sample --model-dir /tmp/ct            # the noisy phantom, ~5 s
     python -m ct_scans.train --series-dir DIR --model-dir /tmp/ct    # a DICOM series of your own
 
-The scan becomes the (rows x cols) x slices matrix A; `ct_scans.svd.randomized_svd(A, k, p, q)`
+The scan becomes the (rows x cols) x slices matrix A; `ct_scans.model.randomized_svd(A, k, p, q)`
 computes its rank-k basis, and the scan is rebuilt with the singular values under --percent % of
 the largest dropped, and at each of the book's percentages. With a ground truth (the phantom)
 the PSNR and SSIM of each are printed as `name=value` lines, which Katib's StdOut collector
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ct_scans import data, svd
+from ct_scans import data, model
 
 BASIS_FILE = "basis.npz"
 
@@ -87,23 +87,23 @@ def denoise_report(
     for them (for pictures): a 512 x 512 x 200 scan rebuilt six times would take gigabytes.
     """
     rows, cols = volume.shape[1:]
-    metrics: dict[str, float] = {"kept": float(svd.kept(s, percent)), "rank": float(len(s))}
+    metrics: dict[str, float] = {"kept": float(model.kept(s, percent)), "rank": float(len(s))}
     volumes: dict[float, np.ndarray] = {}
     if truth is None and not keep_volumes:
         return metrics, volumes
     peak = None if truth is None else float(np.ptp(truth))  # one range, so figures compare
-    for p in sorted({*svd.PERCENTAGES, percent}):
-        denoised = data.to_volume(svd.reconstruct(u, s, vt, p).astype(np.float32), rows, cols)
+    for p in sorted({*model.PERCENTAGES, percent}):
+        denoised = data.to_volume(model.reconstruct(u, s, vt, p).astype(np.float32), rows, cols)
         if truth is not None:
-            metrics[metric_name("psnr", p)] = svd.psnr(truth, denoised, peak)
+            metrics[metric_name("psnr", p)] = model.psnr(truth, denoised, peak)
             if p == percent:
-                metrics["ssim"] = svd.ssim(truth, denoised, peak)
+                metrics["ssim"] = model.ssim(truth, denoised, peak)
         if keep_volumes:
             volumes[p] = denoised
     if truth is not None:
-        metrics["psnr_noisy"] = svd.psnr(truth, volume, peak)
+        metrics["psnr_noisy"] = model.psnr(truth, volume, peak)
         metrics["psnr"] = metrics[metric_name("psnr", percent)]
-        metrics["ssim_noisy"] = svd.ssim(truth, volume, peak)
+        metrics["ssim_noisy"] = model.ssim(truth, volume, peak)
         metrics["psnr_gain"] = metrics["psnr"] - metrics["psnr_noisy"]
     return metrics, volumes
 
@@ -119,7 +119,7 @@ def save_images(model_dir: Path, volume, truth, volumes: dict[float, np.ndarray]
 
     index = volume.shape[0] // 2
     shown = {"original": volume} if truth is None else {"truth": truth, "noisy": volume}
-    shown |= {f"drop {p:g}%": v for p, v in volumes.items() if p in svd.PERCENTAGES}
+    shown |= {f"drop {p:g}%": v for p, v in volumes.items() if p in model.PERCENTAGES}
     visualize.save_slices(shown, index, model_dir / "slices.png")
 
 
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     k = min(args.rank, *a.shape)
 
     start = time.perf_counter()
-    u, s, vt = svd.randomized_svd(a, k, args.oversampling, args.power_iterations, args.seed)
+    u, s, vt = model.randomized_svd(a, k, args.oversampling, args.power_iterations, args.seed)
     seconds = time.perf_counter() - start
 
     metrics, volumes = denoise_report(volume, truth, u, s, vt, args.percent, args.images)

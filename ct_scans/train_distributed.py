@@ -8,7 +8,7 @@ A readable diff of train.py: the same flags plus --partitions and --master, the 
 lines, and basis.npz and metrics.json written by train.py's own functions; each change is marked
 `# train.py: ...`. The driver reads the scan as train.py does (a series is a few hundred MB at
 most) and cuts the m x n matrix A (m pixels, n slices: tall and skinny) into --partitions blocks
-of rows, one RDD record each. `distributed_randomized_svd` is `svd.randomized_svd` step by step:
+of rows, one RDD record each. `distributed_randomized_svd` is `model.randomized_svd` step by step:
 
 - Omega (n x (k + p)) is drawn on the driver from --seed exactly as randomized_svd draws it and
   broadcast; every block computes its rows of Y = A Omega.
@@ -85,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def spark_session(master: str | None) -> SparkSession:
     """spark-submit's session; with plain `python`, one on --master or local[2]."""
     builder = SparkSession.builder
+    # Python workers run this interpreter (a venv's on a laptop) unless told otherwise; the
+    # first python3 on PATH may lack numpy.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     # spark-submit starts the JVM first and hands it over in PYSPARK_GATEWAY_PORT, with the master
     # the SparkApplication asked for; a master set here would override that one.
     if master or "PYSPARK_GATEWAY_PORT" not in os.environ:
@@ -155,14 +158,14 @@ def tsqr(sc: SparkContext, y: RDD) -> tuple[RDD, RDD]:
 def distributed_randomized_svd(
     sc: SparkContext, blocks: RDD, n: int, k: int, p: int = 10, q: int = 2, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`svd.randomized_svd` of the m x n matrix whose (index, rows) records are `blocks`.
+    """`model.randomized_svd` of the m x n matrix whose (index, rows) records are `blocks`.
 
     Returns U (m x k, rows in index order), s (k,) and Vt (k x n), on the driver.
     """
     if not 1 <= k <= n:
         raise ValueError(f"k={k} must be between 1 and n={n}")
     width = min(k + p, n)
-    # The same draw as svd.randomized_svd for the same seed, so the two compute the same thing.
+    # The same draw as model.randomized_svd for the same seed, so the two compute the same thing.
     omega = sc.broadcast(np.random.default_rng(seed).standard_normal((n, width)))
     basis, factored = tsqr(sc, blocks.map(functools.partial(_times, right=omega)))
     for _ in range(q):  # power iterations: each multiplies by A A^T, re-orthonormalised
@@ -192,7 +195,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         blocks = row_blocks(sc, a, args.partitions or sc.defaultParallelism)
         print(f"spark master={sc.master} partitions={blocks.getNumPartitions()}", flush=True)
         start = time.perf_counter()
-        # train.py: svd.randomized_svd(a, k, args.oversampling, args.power_iterations, args.seed)
+        # train.py: model.randomized_svd(a, k, args.oversampling, args.power_iterations, args.seed)
         u, s, vt = distributed_randomized_svd(
             sc, blocks, a.shape[1], k, args.oversampling, args.power_iterations, args.seed
         )

@@ -11,11 +11,10 @@ import html
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only: no screen needed, in a pod or in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+# No backend is chosen here: matplotlib draws to files where there is no screen (a pod, CI)
+# and inline in a notebook.
+import matplotlib.pyplot as plt
+import numpy as np
 
 WINDOW = (-150.0, 250.0)  # Hounsfield units shown black to white: a soft-tissue window (bone white)
 

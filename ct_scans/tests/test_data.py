@@ -107,12 +107,12 @@ def test_load_chosen_writes_the_phantom_as_dicom_once(tmp_path: Path) -> None:
     data.add_data_arguments(parser)
     args = parser.parse_args(["--sample", "--data-dir", str(tmp_path)])
     volume, truth = data.load_chosen(args)
-    files = sorted((tmp_path / "phantom-48x64x64-noise150-seed1").iterdir())
+    files = sorted(data.phantom_folder(tmp_path).iterdir())
     assert len(files) == data.PHANTOM_SHAPE[0]
     # What was read back is the noisy phantom, rounded to whole Hounsfield units by int16.
     np.testing.assert_array_equal(volume, np.rint(data.noisy(truth)))
     again, _ = data.load_chosen(args)
-    assert sorted((tmp_path / "phantom-48x64x64-noise150-seed1").iterdir()) == files
+    assert sorted(data.phantom_folder(tmp_path).iterdir()) == files
     np.testing.assert_array_equal(again, volume)
 
 

@@ -17,7 +17,7 @@ import pytest
 from pyspark import SparkContext
 from pyspark.sql import SparkSession
 
-from ct_scans import data, svd, train, train_distributed
+from ct_scans import data, model, train, train_distributed
 from tests.harness import cases, jobs, manifests
 
 pytestmark = pytest.mark.slow  # about 30 s here, two JVM starts of it, more on a busy machine
@@ -31,7 +31,7 @@ JOB_TIMEOUT = 300  # seconds; only stops a hang
 
 # k = 10, p = 10, q = 2 on the noisy phantom (4096 x 48), measured here: the first 5 singular
 # values are within 7.3e-7 (relative) of np.linalg.svd's, all 10 within 2.2e-4 (the spectrum's
-# tail is flat noise, so the last of the k converge slowest), on Spark and in svd.randomized_svd
+# tail is flat noise, so the last of the k converge slowest), on Spark and in model.randomized_svd
 # alike. Between those two, with the same seed, only rounding differs: 2e-15 on s, 2e-13 on U.
 K, P, Q = 10, 10, 2
 LEADING, LEADING_RTOL, ALL_RTOL = 5, 1e-6, 1e-3
@@ -139,8 +139,8 @@ def test_the_distributed_svd_is_numpys(sc: SparkContext, matrix: np.ndarray) -> 
     exact = np.linalg.svd(matrix.astype(np.float64), compute_uv=False)
     np.testing.assert_allclose(s[:LEADING], exact[:LEADING], rtol=LEADING_RTOL)
     np.testing.assert_allclose(s, exact[:K], rtol=ALL_RTOL)
-    # The same Omega as svd.randomized_svd for the same seed: the same result, to rounding.
-    assert_same_svd((u, s, vt), svd.randomized_svd(matrix, K, P, Q, seed=0))
+    # The same Omega as model.randomized_svd for the same seed: the same result, to rounding.
+    assert_same_svd((u, s, vt), model.randomized_svd(matrix, K, P, Q, seed=0))
 
 
 def test_blocks_shorter_than_the_projection_still_give_numpys_svd(sc: SparkContext) -> None:
@@ -148,12 +148,12 @@ def test_blocks_shorter_than_the_projection_still_give_numpys_svd(sc: SparkConte
     # fewer rows than columns, and the last fewer than the others.
     a = data.to_matrix(data.noisy(data.phantom((8, 8, 8))))[:20]
     got = dssvd(sc, a, 4, partitions=3, p=4, q=1, seed=3)
-    assert_same_svd(got, svd.randomized_svd(a, 4, 4, 1, seed=3))
+    assert_same_svd(got, model.randomized_svd(a, 4, 4, 1, seed=3))
 
 
 def test_nothing_dropped_rebuilds_the_scan(sc: SparkContext, matrix: np.ndarray) -> None:
     u, s, vt = dssvd(sc, matrix, matrix.shape[1], partitions=2, p=P, q=Q, seed=0)  # k = n
-    assert svd.kept(s, 0.0) == matrix.shape[1]
-    rebuilt = svd.reconstruct(u, s, vt, percent=0.0)
+    assert model.kept(s, 0.0) == matrix.shape[1]
+    rebuilt = model.reconstruct(u, s, vt, percent=0.0)
     # 1.7e-11 HU at most here, in values up to 1630 HU.
     np.testing.assert_allclose(rebuilt, matrix, rtol=0, atol=1e-10 * np.abs(matrix).max())

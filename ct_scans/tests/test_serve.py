@@ -1,10 +1,10 @@
-"""ct_scans.serve as the InferenceService runs it, against `svd.project` in process.
+"""ct_scans.serve as the InferenceService runs it, against `model.project` in process.
 
 The module trains once (`python -m ct_scans.train --sample --rank 48`: the noisy phantom, at
 full rank, k = its 48 slices, so that percent 0 can be checked against the scan itself) and
 starts one server from manifests/inferenceservice.yaml on a free 127.0.0.1 port with that folder
 as /mnt/models. The slices sent are new noisy draws of the phantom (noise seed 2; the trained
-scan has seed 1). Served V1 and V2 answers must equal `svd.project` within FP32 rounding
+scan has seed 1). Served V1 and V2 answers must equal `model.project` within FP32 rounding
 (1e-5 relative, 1e-3 HU absolute), denoising must raise the PSNR against the phantom's truth,
 and bad requests must get a 400 that says what was expected while the server keeps serving.
 """
@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ct_scans import data, svd
+from ct_scans import data, model
 from ct_scans.sample import make_request
 from tests.harness.serving import Server, serve
 
@@ -43,7 +43,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def model_dir(workdir: Path) -> Path:
-    """basis.npz of the sample scan at full rank; workdir/data/phantom holds the scan (DICOM)."""
+    """basis.npz of the sample scan at full rank; data.phantom_folder(workdir/data) holds the scan."""
     model_dir = workdir / "model"
     cmd = [sys.executable, "-m", "ct_scans.train", "--sample", "--rank", str(RANK)]
     cmd += ["--model-dir", str(model_dir), "--data-dir", str(workdir / "data")]
@@ -76,10 +76,10 @@ def slices() -> np.ndarray:
 
 
 def projected(basis, slices: np.ndarray, percent: float) -> np.ndarray:
-    """What the server must answer: `svd.project` of the slices as float32 pixel columns."""
+    """What the server must answer: `model.project` of the slices as float32 pixel columns."""
     u, s = basis
     columns = data.to_matrix(np.asarray(slices, np.float32))
-    return data.to_volume(svd.project(u, s, columns, percent), SIDE, SIDE)
+    return data.to_volume(model.project(u, s, columns, percent), SIDE, SIDE)
 
 
 def assert_fp32_equal(served, expected) -> None:
@@ -110,7 +110,7 @@ def v1_denoised(response: httpx.Response) -> tuple[np.ndarray, dict]:
     return np.asarray(body.pop("predictions")), body
 
 
-# --- the answers are svd.project's ---------------------------------------------------------------
+# --- the answers are model.project's ---------------------------------------------------------------
 
 
 def test_v2_fp32_volume_equals_svd_project(server: Server, basis, slices) -> None:
@@ -118,7 +118,7 @@ def test_v2_fp32_volume_equals_svd_project(server: Server, basis, slices) -> Non
     denoised, parameters = v2_denoised(response)
     assert denoised.shape == (3, SIDE, SIDE)
     assert_fp32_equal(denoised, projected(basis, slices, 5))
-    assert parameters == {"percent": 5.0, "kept": svd.kept(basis[1], 5)}
+    assert parameters == {"percent": 5.0, "kept": model.kept(basis[1], 5)}
     assert response.json()["id"] == "scan-7"
 
 
@@ -127,13 +127,13 @@ def test_v2_int16_with_percent_as_a_tensor(server: Server, basis, slices) -> Non
     inputs = [v2_slices(whole, "INT16"), v2_percent(10.0)]
     denoised, parameters = v2_denoised(server.v2_infer(inputs))
     assert_fp32_equal(denoised, projected(basis, whole, 10))
-    assert parameters["kept"] == svd.kept(basis[1], 10) < svd.kept(basis[1], 5)
+    assert parameters["kept"] == model.kept(basis[1], 10) < model.kept(basis[1], 5)
 
 
 def test_v1_equals_svd_project_with_percent_and_by_default(server: Server, basis, slices) -> None:
     denoised, extra = v1_denoised(server.v1_predict(slices.tolist(), percent=1))
     assert_fp32_equal(denoised, projected(basis, slices, 1))
-    assert extra == {"percent": 1.0, "kept": svd.kept(basis[1], 1)}
+    assert extra == {"percent": 1.0, "kept": model.kept(basis[1], 1)}
     denoised, extra = v1_denoised(server.v1_predict(slices[:1].tolist()))
     assert_fp32_equal(denoised, projected(basis, slices[:1], 5))  # the case's default, 5 %
     assert extra["percent"] == 5.0
@@ -171,7 +171,7 @@ def test_denoising_raises_the_psnr(server: Server, slices, truth) -> None:
     peak = float(np.ptp(data.phantom()))
     for clean, noisy, answer in zip(truth, slices, denoised, strict=True):
         # About +3 to +5 dB here: projecting onto 18 of 4096 directions drops most new noise.
-        assert svd.psnr(clean, answer, peak) > svd.psnr(clean, noisy, peak) + 2.0
+        assert model.psnr(clean, answer, peak) > model.psnr(clean, noisy, peak) + 2.0
 
 
 def test_percent_zero_projects_onto_the_whole_basis(server: Server, basis, slices) -> None:
@@ -188,7 +188,9 @@ def test_percent_zero_projects_onto_the_whole_basis(server: Server, basis, slice
 
 def test_percent_zero_gives_back_the_slices_of_the_trained_scan(server: Server, workdir) -> None:
     # At full rank U spans every slice of the scan it came from: those come back unchanged.
-    scan = data.read_series(workdir / "data" / "phantom").volume[INDICES]  # what train read
+    scan = data.read_series(data.phantom_folder(workdir / "data")).volume[
+        INDICES
+    ]  # what train read
     answer, _ = v1_denoised(server.v1_predict(scan.tolist(), percent=0))
     np.testing.assert_allclose(answer, scan, atol=0.05)
 
@@ -204,7 +206,7 @@ def test_the_committed_sample_request(server: Server) -> None:
     clean = data.phantom()[make_request.SLICE_INDEX]
     noisy = make_request.noisy_slice()[0]
     peak = float(np.ptp(data.phantom()))
-    assert svd.psnr(clean, denoised[0], peak) > svd.psnr(clean, noisy, peak) + 2.0
+    assert model.psnr(clean, denoised[0], peak) > model.psnr(clean, noisy, peak) + 2.0
 
 
 def test_model_metadata_names_the_tensors(server: Server) -> None:

@@ -1,11 +1,11 @@
-"""ct_scans.svd: the randomized SVD against numpy's exact one, denoising, PSNR and SSIM."""
+"""ct_scans.model: the randomized SVD against numpy's exact one, denoising, PSNR and SSIM."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from ct_scans import data, svd
+from ct_scans import data, model
 
 
 @pytest.fixture(scope="module")
@@ -17,7 +17,7 @@ def scan() -> tuple[np.ndarray, np.ndarray]:
 def test_leading_singular_values_agree_with_numpy(scan) -> None:
     a = data.to_matrix(scan[1])
     exact = np.linalg.svd(a, compute_uv=False)
-    u, s, vt = svd.randomized_svd(a, k=20, p=10, q=2)
+    u, s, vt = model.randomized_svd(a, k=20, p=10, q=2)
     # With q = 2: the 5 strongest to 1e-6 relative, the first 10 to 1e-4, and the weaker ones,
     # down in the noise, to 2 % (measured: 1e-7, 3e-5 and 1.1e-2).
     np.testing.assert_allclose(s[:5], exact[:5], rtol=1e-6)
@@ -30,32 +30,32 @@ def test_leading_singular_values_agree_with_numpy(scan) -> None:
 def test_without_power_iterations_the_tail_is_worse(scan) -> None:
     a = data.to_matrix(scan[1])
     exact = np.linalg.svd(a, compute_uv=False)[:20]
-    error = {q: np.abs(svd.randomized_svd(a, 20, 5, q)[1] - exact).max() for q in (0, 2)}
+    error = {q: np.abs(model.randomized_svd(a, 20, 5, q)[1] - exact).max() for q in (0, 2)}
     assert error[2] < error[0] / 10, error  # what q is for
 
 
 def test_nothing_dropped_at_full_rank_gives_the_input_back(scan) -> None:
     a = data.to_matrix(scan[1])
-    u, s, vt = svd.randomized_svd(a, k=a.shape[1], p=0, q=1)
-    np.testing.assert_allclose(svd.reconstruct(u, s, vt, 0.0), a, atol=1e-2)
-    assert svd.kept(s, 0.0) == len(s)
+    u, s, vt = model.randomized_svd(a, k=a.shape[1], p=0, q=1)
+    np.testing.assert_allclose(model.reconstruct(u, s, vt, 0.0), a, atol=1e-2)
+    assert model.kept(s, 0.0) == len(s)
 
 
 def test_percent_counts_singular_values_against_the_largest() -> None:
     s = np.array([100.0, 50.0, 10.0, 4.9, 1.0])
-    assert [svd.kept(s, p) for p in (0, 1, 5, 10, 30, 60)] == [5, 5, 3, 3, 2, 1]
+    assert [model.kept(s, p) for p in (0, 1, 5, 10, 30, 60)] == [5, 5, 3, 3, 2, 1]
     for bad in (-1, 100, 250):
         with pytest.raises(ValueError, match=r"\[0, 100\)"):
-            svd.kept(s, bad)
+            model.kept(s, bad)
 
 
 def test_projecting_a_slice_matches_reconstructing_it(scan) -> None:
     a = data.to_matrix(scan[1])
-    u, s, vt = svd.randomized_svd(a, k=30, p=10, q=2)
+    u, s, vt = model.randomized_svd(a, k=30, p=10, q=2)
     # For a column of A itself, U_r U_r^T a equals the rank-r reconstruction of that column.
     np.testing.assert_allclose(
-        svd.project(u, s, a[:, 7:9], 5.0),
-        svd.reconstruct(u, s, vt, 5.0)[:, 7:9],
+        model.project(u, s, a[:, 7:9], 5.0),
+        model.reconstruct(u, s, vt, 5.0)[:, 7:9],
         atol=1e-6 * np.abs(a).max(),
     )
 
@@ -63,24 +63,24 @@ def test_projecting_a_slice_matches_reconstructing_it(scan) -> None:
 def test_psnr_and_ssim() -> None:
     truth = np.zeros((2, 16, 16))
     truth[:, 4:12, 4:12] = 100.0
-    assert svd.psnr(truth, truth) == float("inf")
+    assert model.psnr(truth, truth) == float("inf")
     off = truth + 10.0
-    assert svd.psnr(truth, off) == pytest.approx(20.0)  # 10 log10(100^2 / 10^2)
-    assert svd.ssim(truth, truth) == pytest.approx(1.0)
-    assert svd.ssim(truth, np.random.default_rng(0).normal(0, 50, truth.shape)) < 0.2
+    assert model.psnr(truth, off) == pytest.approx(20.0)  # 10 log10(100^2 / 10^2)
+    assert model.ssim(truth, truth) == pytest.approx(1.0)
+    assert model.ssim(truth, np.random.default_rng(0).normal(0, 50, truth.shape)) < 0.2
 
 
 def test_denoising_curve_has_the_books_shape(scan) -> None:
     """PSNR rises over the noisy input at a moderate percentage, then falls: detail is lost."""
     truth, noisy = scan
     a = data.to_matrix(noisy)
-    u, s, vt = svd.randomized_svd(a, k=a.shape[1], p=0, q=2)
+    u, s, vt = model.randomized_svd(a, k=a.shape[1], p=0, q=2)
     peak = float(np.ptp(truth))
     curve = {
-        p: svd.psnr(truth, data.to_volume(svd.reconstruct(u, s, vt, p), 64, 64), peak)
-        for p in svd.PERCENTAGES
+        p: model.psnr(truth, data.to_volume(model.reconstruct(u, s, vt, p), 64, 64), peak)
+        for p in model.PERCENTAGES
     }
-    base = svd.psnr(truth, noisy, peak)
+    base = model.psnr(truth, noisy, peak)
     assert curve[0.1] == pytest.approx(base, abs=0.05)  # nothing worth dropping yet
     assert curve[5.0] >= base + 2.5, curve  # the noise floor is gone, the head is not
     assert curve[30.0] <= curve[5.0] - 8.0, curve  # two components left: detail lost
