@@ -105,3 +105,23 @@ def test_a_failing_cell_raises_with_its_error(hello_copy: Path, tmp_path: Path) 
         execute(hello_copy, parameters={}, cwd=tmp_path, output=tmp_path / "failed.ipynb")
     assert 'raise ValueError("no squares today")' in str(failure.value)
     assert (tmp_path / "failed.ipynb").exists()  # kept for the post-mortem
+
+
+def test_outputs_collects_what_a_reader_sees(tmp_path: Path) -> None:
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x")
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="printed\n"),
+        nbformat.v4.new_output(
+            "display_data", data={"text/markdown": "# shown", "image/png": "iVBORw0KGgo="}
+        ),
+        nbformat.v4.new_output("execute_result", data={"text/html": "<b>html</b>"}),
+        nbformat.v4.new_output("stream", name="stderr", text="a warning\n"),
+    ]
+    nb.cells = [cell]
+    path = tmp_path / "done.ipynb"
+    nbformat.write(nb, path)
+    text, images = notebooks.outputs(path)
+    assert images == 1
+    assert "printed" in text and "# shown" in text and "<b>html</b>" in text
+    assert "a warning" not in text  # stderr is not what the notebook shows a reader

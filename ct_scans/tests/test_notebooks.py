@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from tests.harness import notebooks
@@ -20,21 +19,6 @@ CASE_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = CASE_DIR.parent
 
 pytestmark = pytest.mark.notebook
-
-
-def outputs(path: Path) -> tuple[str, int]:
-    """All the text a reader sees in an executed notebook, and how many images it shows."""
-    nb = nbformat.read(path, as_version=4)
-    text, images = [], 0
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if out.get("name") == "stdout":
-                text.append(out["text"])
-            data = out.get("data", {})
-            images += "image/png" in data
-            text.append(data.get("text/html", ""))
-            text.append(data.get("text/plain", ""))
-    return "\n".join(text), images
 
 
 def decibels(label: str, text: str) -> float:
@@ -50,7 +34,7 @@ def test_walkthrough_reads_denoises_measures_and_serves(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         output=tmp_path / "walkthrough.ipynb",
     )
-    text, images = outputs(executed)
+    text, images = notebooks.outputs(executed)
     # truth and noisy slices, slice correlations, the spectrum, slices at each percentage,
     # the PSNR curve, the served slice
     assert images >= 6, text[-2000:]
@@ -85,7 +69,7 @@ def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
         output=tmp_path / "kubeflow.ipynb",
         timeout=1200,
     )
-    text, images = outputs(executed)
+    text, images = notebooks.outputs(executed)
     assert "SparkApplication ct-scans-svd: COMPLETED" in text, text[-3000:]
     assert "spark master=local[2] partitions=2" in text  # two executors of one core
     assert "Best Trial Name:" in text and "Trials Succeeded:           3" in text, text[-3000:]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from tests.harness import notebooks
@@ -18,21 +17,6 @@ CASE_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = CASE_DIR.parent
 
 pytestmark = pytest.mark.notebook
-
-
-def outputs(path: Path) -> tuple[str, int]:
-    """All the text a reader sees in an executed notebook, and how many images it shows."""
-    nb = nbformat.read(path, as_version=4)
-    text, images = [], 0
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if out.get("name") == "stdout":
-                text.append(out["text"])
-            data = out.get("data", {})
-            images += "image/png" in data
-            text.append(data.get("text/markdown", ""))
-            text.append(data.get("text/plain", ""))
-    return "\n".join(text), images
 
 
 def list_after(label: str, text: str) -> list[str]:
@@ -58,7 +42,7 @@ def test_walkthrough_explores_trains_explains_and_serves(tmp_path: Path) -> None
         cwd=REPO_ROOT,
         output=tmp_path / "walkthrough.ipynb",
     )
-    text, images = outputs(executed)
+    text, images = notebooks.outputs(executed)
     # class balance, income share by group, age and hours by class, feature importances,
     # confusion matrix, the anchor re-enactment
     assert images >= 6, text[-2000:]
@@ -85,7 +69,7 @@ def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
         output=tmp_path / "kubeflow.ipynb",
         timeout=1200,
     )
-    text, images = outputs(executed)
+    text, images = notebooks.outputs(executed)
     assert "XGBoostJobSucceeded" in text, text[-3000:]
     assert "Best Trial Name:" in text and "Trials Succeeded:           3" in text, text[-3000:]
     tasks = text.split("tasks run:")[1].splitlines()[0]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from tests.harness import notebooks
@@ -18,20 +17,6 @@ CASE_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = CASE_DIR.parent
 
 pytestmark = pytest.mark.notebook
-
-
-def outputs(path: Path) -> tuple[str, int]:
-    """All the text a reader sees in an executed notebook, and how many images it shows."""
-    nb = nbformat.read(path, as_version=4)
-    text, images = [], 0
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if out.get("name") == "stdout":
-                text.append(out["text"])
-            data = out.get("data", {})
-            images += "image/png" in data
-            text.append(data.get("text/plain", ""))
-    return "\n".join(text), images
 
 
 def digits_after(label: str, text: str) -> list[int]:
@@ -47,7 +32,7 @@ def test_walkthrough_trains_plots_and_serves(tmp_path: Path) -> None:
         cwd=REPO_ROOT,
         output=tmp_path / "walkthrough.ipynb",
     )
-    text, images = outputs(executed)
+    text, images = notebooks.outputs(executed)
     # digits, class counts, learning curves, confusion matrix, misclassified digits
     assert images >= 5, text[-2000:]
     accuracy = float(re.search(r"test accuracy (\d\.\d+) on 1000 digits", text)[1])
@@ -66,7 +51,7 @@ def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
         output=tmp_path / "kubeflow.ipynb",
         timeout=1200,
     )
-    text, images = outputs(executed)
+    text, images = notebooks.outputs(executed)
     assert "TFJobSucceeded" in text, text[-3000:]
     assert "Best Trial Name:" in text and "Trials Succeeded:           3" in text, text[-3000:]
     assert "tasks run:" in text and "deploy" in text.split("tasks run:")[1].splitlines()[0]

@@ -161,6 +161,23 @@ def execute(
     return output
 
 
+def outputs(path: Path) -> tuple[str, int]:
+    """All the text a reader sees in an executed notebook, and how many images it shows.
+
+    Printed lines, and every displayed value as text: plain, Markdown or HTML.
+    """
+    nb = nbformat.read(path, as_version=4)
+    text, images = [], 0
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("name") == "stdout":
+                text.append(out["text"])
+            shown = out.get("data", {})
+            images += "image/png" in shown
+            text += [shown.get(kind, "") for kind in ("text/plain", "text/markdown", "text/html")]
+    return "\n".join(text), images
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Regenerate every .ipynb from its .py source.")
     parser.add_argument(
