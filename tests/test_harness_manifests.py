@@ -532,3 +532,19 @@ def test_apply_overrides_rejects_a_path_whose_parent_does_not_exist(path: str, n
         apply_overrides(fixture("tfjob"), {path: 1})
     assert path in str(raised.value)
     assert names in str(raised.value)
+
+
+def test_containers_are_found_anywhere_with_their_paths() -> None:
+    doc = {
+        "spec": {
+            "predictor": {"containers": [{"name": "a", "image": "x/a:1"}]},
+            "trialTemplate": {"trialSpec": {"template": {"containers": [{"image": "x/b:2"}]}}},
+            "image": 3,  # not a string: not a container
+        }
+    }
+    found = list(manifests.containers(doc))
+    assert [(path, c["image"]) for path, c in found] == [
+        (".spec.predictor.containers[0]", "x/a:1"),
+        (".spec.trialTemplate.trialSpec.template.containers[0]", "x/b:2"),
+    ]
+    assert list(manifests.find(doc, lambda d: d.get("name") == "a")) == [found[0]]

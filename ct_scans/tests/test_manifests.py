@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,18 +22,6 @@ CASE_DIR = Path(__file__).resolve().parents[1]
 MANIFESTS = CASE_DIR / "manifests"
 IMAGE = cases.load_case(CASE_DIR).image
 FILES = cases.load_case(CASE_DIR).manifests
-
-
-def containers(node: object, path: str = "") -> Iterator[tuple[str, dict]]:
-    """Every container-like object (a dict with an image) anywhere below node, with its path."""
-    if isinstance(node, dict):
-        if isinstance(node.get("image"), str):
-            yield path, node
-        for key, value in node.items():
-            yield from containers(value, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from containers(value, f"{path}[{i}]")
 
 
 WORKLOADS = [
@@ -56,7 +43,7 @@ def test_every_container_is_secure_and_sized(name: str, doc: dict) -> None:
             assert pod["securityContext"]["runAsNonRoot"] is True, role
             assert pod["securityContext"]["allowPrivilegeEscalation"] is False, role
         return
-    found = list(containers(doc))
+    found = list(manifests.containers(doc))
     assert found, f"{name}: no container"
     for where, container in found:
         assert container["image"] == IMAGE, f"{name}{where}: image {container['image']}"
@@ -82,7 +69,7 @@ def test_kustomize_renames_the_image_everywhere(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     docs = [d for d in yaml.safe_load_all(out.stdout) if d]
-    images = {c["image"] for d in docs for _, c in containers(d)}
+    images = {c["image"] for d in docs for _, c in manifests.containers(d)}
     assert images == {IMAGE.rpartition(":")[0] + ":9.9.9"}  # the SparkApplication's too
     assert len({d["metadata"]["namespace"] for d in docs}) == 1
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,18 +21,6 @@ IMAGE = cases.load_case(CASE_DIR).image
 FILES = sorted(p for p in MANIFESTS.glob("*.yaml") if p.name != "pipeline.yaml")
 
 
-def containers(node: object, path: str = "") -> Iterator[tuple[str, dict]]:
-    """Every container-like object (a dict with an image) anywhere below node, with its path."""
-    if isinstance(node, dict):
-        if isinstance(node.get("image"), str):
-            yield path, node
-        for key, value in node.items():
-            yield from containers(value, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from containers(value, f"{path}[{i}]")
-
-
 WORKLOADS = [
     (path.name, doc)
     for path in FILES
@@ -44,7 +31,7 @@ WORKLOADS = [
 
 @pytest.mark.parametrize(("name", "doc"), WORKLOADS, ids=[n for n, _ in WORKLOADS])
 def test_every_container_is_secure_and_sized(name: str, doc: dict) -> None:
-    found = list(containers(doc))
+    found = list(manifests.containers(doc))
     assert found, f"{name}: no container"
     for where, container in found:
         if where.endswith(".explainer") and doc["kind"] == "SeldonDeployment":

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,25 +20,6 @@ CASE_DIR = Path(__file__).resolve().parents[1]
 MANIFESTS = CASE_DIR / "manifests"
 IMAGE = cases.load_case(CASE_DIR).image
 FILES = sorted(p for p in MANIFESTS.glob("*.yaml") if p.name not in {"pipeline.yaml"})
-
-
-def find(
-    node: object, wanted: Callable[[dict], bool], path: str = ""
-) -> Iterator[tuple[str, dict]]:
-    """Every object below node (node included) for which wanted() is true, with its path."""
-    if isinstance(node, dict):
-        if wanted(node):
-            yield path, node
-        for key, value in node.items():
-            yield from find(value, wanted, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from find(value, wanted, f"{path}[{i}]")
-
-
-def containers(node: object) -> Iterator[tuple[str, dict]]:
-    """Every container-like object (a dict with an image) anywhere in a manifest."""
-    return find(node, lambda d: isinstance(d.get("image"), str))
 
 
 def workload_docs() -> list[tuple[str, dict]]:
@@ -55,7 +35,7 @@ def workload_docs() -> list[tuple[str, dict]]:
     ("name", "doc"), workload_docs(), ids=lambda v: v if isinstance(v, str) else ""
 )
 def test_every_container_is_secure_and_sized(name: str, doc: dict) -> None:
-    found = list(containers(doc))
+    found = list(manifests.containers(doc))
     assert found, f"{name}: no container"
     for where, container in found:
         assert container["image"] == IMAGE, f"{name}{where}: image {container['image']}"
@@ -64,7 +44,9 @@ def test_every_container_is_secure_and_sized(name: str, doc: dict) -> None:
             sized = doc["spec"]["trainer"]["resourcesPerNode"]
             secured = [
                 c
-                for _, c in find(doc["spec"]["runtimePatches"], lambda d: d.get("name") == "node")
+                for _, c in manifests.find(
+                    doc["spec"]["runtimePatches"], lambda d: d.get("name") == "node"
+                )
                 if "securityContext" in c
             ]
             assert secured, f"{name}: no securityContext patched onto the node container"
@@ -107,7 +89,7 @@ def gpu_limits(docs: list[dict]) -> list[str]:
     return [
         f"{d['kind']}/{d['metadata']['name']}{where}"
         for d in docs
-        for where, _ in find(d, lambda node: "nvidia.com/gpu" in node)
+        for where, _ in manifests.find(d, lambda node: "nvidia.com/gpu" in node)
     ]
 
 

@@ -644,3 +644,25 @@ def apply_overrides(doc: dict, overrides: Mapping[str, Any]) -> dict:
             else:
                 parent = parent[token]
     return result
+
+
+def find(
+    node: object, wanted: Callable[[dict], bool], path: str = ""
+) -> Iterator[tuple[str, dict]]:
+    """Every object below node (node included) for which wanted() is true, with its path."""
+    if isinstance(node, dict):
+        if wanted(node):
+            yield path, node
+        for key, value in node.items():
+            yield from find(value, wanted, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from find(value, wanted, f"{path}[{i}]")
+
+
+def containers(node: object) -> Iterator[tuple[str, dict]]:
+    """Every container-like object (a dict naming an image) anywhere in a manifest, with its path.
+
+    For the house rules the case tests check on top of the schema (non-root, sized, one image).
+    """
+    return find(node, lambda d: isinstance(d.get("image"), str))
