@@ -193,8 +193,8 @@ class IncomeModel(kserve.Model):
                 f"{what}: expected INT64 or FP64 of shape [N, {len(FEATURES)}] (the book's "
                 f"positional rows), got {tensor.datatype} {tensor.shape}: {V2_EXAMPLE}"
             )
-        values = np.asarray(_tensor_values(tensor))
-        rows = [[_native(v) for v in row] for row in values.reshape(tensor.shape[0], -1)]
+        values, width = _tensor_values(tensor), tensor.shape[1]
+        rows = [values[i : i + width] for i in range(0, len(values), width)]
         return self._checked(rows, what)
 
     def _checked(self, rows: list, what: str) -> pd.DataFrame:
@@ -205,6 +205,7 @@ class IncomeModel(kserve.Model):
 
 
 def _tensor_values(tensor) -> list:
+    """A tensor's values, flattened, as a JSON client would send them (str, int or float)."""
     try:
         values = tensor.as_numpy()
     except (ValueError, TypeError, OverflowError) as e:
@@ -214,7 +215,7 @@ def _tensor_values(tensor) -> list:
         ) from e
     if tensor.datatype == "BYTES":
         return [v.decode() if isinstance(v, bytes) else v for v in values.ravel()]
-    return [_native(v) for v in values.ravel()] if values.ndim <= 2 else values.tolist()
+    return [_native(v) for v in values.ravel()]
 
 
 def _native(value: object) -> object:

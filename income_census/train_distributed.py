@@ -82,12 +82,12 @@ class Checkpoint(xgboost.callback.TrainingCallback):
         return False  # never stop training
 
 
-def start_tracker(world_size: int) -> xgboost.tracker.RabitTracker:
+def start_tracker(host: str, port: int, world_size: int) -> xgboost.tracker.RabitTracker:
     """distributed: rank 0 runs the tracker every worker connects to first (new)."""
     tracker = xgboost.tracker.RabitTracker(
-        host_ip=os.environ.get("MASTER_ADDR", "127.0.0.1"),
+        host_ip=host,
         n_workers=world_size,
-        port=int(os.environ.get("MASTER_PORT", "9991")),
+        port=port,
         sortby="task",  # ranks as the operator numbers them, not by connection order
     )
     tracker.start()
@@ -98,8 +98,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
     # distributed: who we are, from the env the XGBoostJob operator sets.
     rank, world_size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    host, port = (
+        os.environ.get("MASTER_ADDR", "127.0.0.1"),
+        int(os.environ.get("MASTER_PORT", "9991")),
+    )
     # distributed: rank 0 starts the tracker first, so the others do not wait for its data.
-    tracker = start_tracker(world_size) if rank == 0 else None
+    tracker = start_tracker(host, port, world_size) if rank == 0 else None
     (train_rows, train_labels), (test_rows, test_labels) = data.load_chosen(args)
     print(f"rank={rank} world_size={world_size} train={len(train_rows)} rows", flush=True)
 
@@ -122,8 +126,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         callbacks=[Checkpoint(checkpoint, args.checkpoint_rounds)],
     )
 
-    host = os.environ.get("MASTER_ADDR", "127.0.0.1")
-    port = int(os.environ.get("MASTER_PORT", "9991"))
     start = time.perf_counter()
     with xgboost.collective.CommunicatorContext(
         dmlc_tracker_uri=host, dmlc_tracker_port=port, dmlc_task_id=str(rank)
