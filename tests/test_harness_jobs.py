@@ -6,6 +6,7 @@ which the harness maps to <workdir>/volumes/shared, and record their env and pid
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import operators, procs
+from tests.harness import operators, procs, trainer
 from tests.harness.jobs import JobFailed, replica_env, run_job
 
 FIXTURES = Path(__file__).parent / "fixtures" / "jobs"
@@ -150,6 +151,7 @@ def test_trainjob_env_and_num_proc_per_node() -> None:
     doc = trainjob(2, ["torchrun", "train.py"])
     env = replica_env(doc, "Node", 1, {("Node", 0): 4000, ("Node", 1): 4001})
     assert env == {
+        "JOB_COMPLETION_INDEX": "1",  # the Job controller's, on every Indexed Job pod
         "PET_NNODES": "2",
         "PET_NPROC_PER_NODE": "1",
         "PET_NODE_RANK": "1",
@@ -159,8 +161,8 @@ def test_trainjob_env_and_num_proc_per_node() -> None:
     doc["spec"]["trainer"]["resourcesPerNode"] = {"limits": {"cpu": "2"}}
     assert operators.num_proc_per_node(doc) == "2"
     doc["spec"]["runtimeRef"]["name"] = "mpi-distributed"
-    with pytest.raises(ValueError, match="torch-distributed"):
-        operators.plan(doc)
+    with pytest.raises(ValueError, match="'mpi-distributed'.*torch-distributed"):
+        operators.plan(doc, trainer.resolve(doc))
 
 
 # --- processes ----------------------------------------------------------------------------
@@ -244,8 +246,9 @@ def test_trainjob_restarts_the_whole_gang_within_max_restarts(tmp_path: Path) ->
     result = run_job(doc, workdir=tmp_path / "default", timeout=60)
     assert not result.succeeded and result.reason == "Failed (FailedJobs)"
 
-    runtime = {"spec": {"template": {"spec": {"failurePolicy": {"maxRestarts": 1}}}}}
-    result = run_job(doc, workdir=tmp_path / "restart", timeout=60, runtime=runtime)
+    runtime = copy.deepcopy(trainer.STOCK_RUNTIMES["torch-distributed"])
+    runtime["spec"]["template"]["spec"]["failurePolicy"] = {"maxRestarts": 1}
+    result = run_job(doc, workdir=tmp_path / "restart", timeout=60, runtimes=[runtime])
     result.raise_for_failure()
     # JobSet recreates every node, the one that had already finished too.
     assert [r.exit_codes[-1] for r in result.replicas] == [0, 0]

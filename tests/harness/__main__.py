@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tests.harness import cases, manifests
 from tests.harness.containers import REPO_ROOT
+from tests.harness.trainer import runtimes_beside
 
 TRAINING_KINDS = {"TFJob", "PyTorchJob", "XGBoostJob", "TrainJob", "SparkApplication", "Job"}
 
@@ -85,7 +86,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if doc["kind"] == "Experiment":
         from tests.harness import katib
 
-        result = katib.run_experiment(doc, workdir=workdir, timeout=args.timeout)
+        result = katib.run_experiment(
+            doc, workdir=workdir, timeout=args.timeout, runtimes=runtimes_beside(args.manifest)
+        )
         print(result.format_trials())
         print(result.describe())
         return 0 if result.succeeded else 1
@@ -93,7 +96,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return serve_until_interrupted(doc, workdir, args)
     from tests.harness import jobs
 
-    job = jobs.run_job(doc, workdir=workdir, timeout=args.timeout)
+    job = jobs.run_job(
+        doc, workdir=workdir, timeout=args.timeout, runtimes=runtimes_beside(args.manifest)
+    )
     print(job.summary())
     if not job.succeeded:
         for replica in job.replicas:

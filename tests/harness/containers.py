@@ -99,20 +99,32 @@ def local_argv(container: Mapping, paths: PathMap) -> list[str]:
 
 
 def local_env(
-    container: Mapping, paths: PathMap, extra: Mapping[str, str] | None = None
+    container: Mapping,
+    paths: PathMap,
+    extra: Mapping[str, str] | None = None,
+    fields: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The process environment: this one, the container's literal env (paths mapped), then extra.
+    """The process environment: this one, the container's env (paths mapped), then extra.
 
     The repository root goes on PYTHONPATH so `python -m <case>.<module>` imports from any cwd,
-    as WORKDIR /app does in the image. Env from Secrets or fieldRefs has no value here and is
-    left out; a case that needs one reads it with a default.
+    as WORKDIR /app does in the image, and this interpreter's folder goes first on PATH, so a
+    `python` that a container's shell command runs is the one with the case's packages.
+    `fields` gives the pod's downward-API values by fieldPath (`metadata.name`, ...); env from
+    Secrets or unknown fieldRefs has no value here and is left out: a case that needs one reads
+    it with a default.
     """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env["PATH"] = os.pathsep.join(
+        p for p in (str(Path(sys.executable).parent), env.get("PATH")) if p
+    )
     env["PYTHONUNBUFFERED"] = "1"
     for item in container.get("env", []) or []:
+        field_ref = (item.get("valueFrom") or {}).get("fieldRef") or {}
         if "value" in item:
             env[item["name"]] = paths.rewrite(str(item["value"]))
+        elif fields and field_ref.get("fieldPath") in fields:
+            env[item["name"]] = fields[field_ref["fieldPath"]]
     if extra:
         env.update(extra)
     return env

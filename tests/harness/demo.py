@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.harness import manifests
+from tests.harness import manifests, trainer
 from tests.harness.cases import Case
 from tests.harness.containers import REPO_ROOT
 
@@ -33,7 +33,7 @@ def katib_smoke(case: Case, path: Path, workdir: Path) -> None:
     from tests.harness import katib
 
     doc = manifests.apply_overrides(manifests.load(path)[0], case.overrides_for(path))
-    result = katib.run_experiment(doc, workdir=workdir)
+    result = katib.run_experiment(doc, workdir=workdir, runtimes=trainer.runtimes_beside(path))
     print(result.format_trials())
     print(result.describe())
 

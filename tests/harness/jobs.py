@@ -16,10 +16,13 @@ loop ends. A restart waits 0.2 s, doubling up to 5 s (the kubelet's
 CrashLoopBackOff, shortened). A plain batch/v1 Job is handed to `batch`.
 
 TrainJob: JobSet runs the nodes as one gang: a failed node fails the TrainJob unless the runtime's
-`failurePolicy.maxRestarts` (0 in the stock torch-distributed runtime; pass `runtime=` to use
-another) allows restarting every node. SparkApplication: spark-submit in local mode is the single
-"Driver" replica; OnFailure retries `onFailureRetries` times (none when unset) after
-`onFailureRetryInterval` seconds; Always resubmits after any exit.
+`failurePolicy.maxRestarts` (0 in the stock runtimes) allows restarting every node. The runtime is
+one of `runtimes=` (the repository's own TrainingRuntimes) or a stock one (`trainer`); a TrainJob
+naming any other fails before anything starts, with the runtime's name.
+
+SparkApplication: spark-submit in local mode is the single "Driver" replica; OnFailure retries
+`onFailureRetries` times (none when unset) after `onFailureRetryInterval` seconds; Always
+resubmits after any exit.
 
 When the job succeeds or fails, still-running replicas are stopped (cleanPodPolicy: Running).
 `runPolicy.activeDeadlineSeconds` (TrainJob: `spec.activeDeadlineSeconds`) and `timeout` stop it too.
@@ -41,11 +44,11 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.harness import operators, procs
+from tests.harness import operators, procs, trainer
 from tests.harness.containers import PathMap, local_argv, local_cwd, local_env, mount_volumes
 
 POLL_SECONDS = 0.05
@@ -163,21 +166,22 @@ def run_job(
     env: Mapping[str, str] | None = None,
     paths: PathMap | None = None,
     kill_after: KillAfter | None = None,
-    runtime: dict | None = None,
+    runtimes: Iterable[Mapping] = (),
     cancel: threading.Event | None = None,
 ) -> JobResult:
     """Run the job to its end and report it as the operator would; never leaves a process behind.
 
     env: extra variables for every replica (over the container's env, under the operator's).
-    runtime: the ClusterTrainingRuntime a TrainJob names, when it is not the stock one.
+    runtimes: TrainingRuntime / ClusterTrainingRuntime manifests a TrainJob may name, besides
+    the stock ones (`trainer.STOCK_RUNTIMES`).
     kill_after: fault injection, see the module docstring.
     cancel: when set, the job is stopped and reported with reason "Cancelled" (Katib uses it
     to stop running trials once the goal is reached).
     """
     workdir = Path(workdir)
     if doc.get("kind") == "Job":
-        if kill_after or runtime:
-            raise ValueError("kill_after and runtime apply to training jobs, not a batch/v1 Job")
+        if kill_after:
+            raise ValueError("kill_after applies to training jobs, not a batch/v1 Job")
         from tests.harness import batch  # imports this module's result classes
 
         return batch.run_batch_job(
@@ -186,7 +190,8 @@ def run_job(
     workdir.mkdir(parents=True, exist_ok=True)
     paths = paths or PathMap(workdir)
     kind = operators.kind_of(doc)
-    slots = _prepare(doc, workdir, paths, env or {}, kill_after or {})
+    runtime = trainer.resolve(doc, runtimes) if kind == "TrainJob" else None
+    slots = _prepare(doc, workdir, paths, env or {}, kill_after or {}, runtime)
     job = _Runner(doc, kind, slots, _limits(doc, kind, runtime))
     started = time.monotonic()
     try:
@@ -208,9 +213,14 @@ def run_job(
 
 
 def _prepare(
-    doc: dict, workdir: Path, paths: PathMap, extra: Mapping[str, str], kill_after: KillAfter
+    doc: dict,
+    workdir: Path,
+    paths: PathMap,
+    extra: Mapping[str, str],
+    kill_after: KillAfter,
+    runtime: Mapping | None,
 ) -> list[_Slot]:
-    replicas = operators.plan(doc)
+    replicas = operators.plan(doc, runtime)
     unknown = set(kill_after) - {r.key for r in replicas}
     if unknown:
         raise ValueError(f"kill_after names replicas the job does not have: {sorted(unknown)}")
@@ -223,7 +233,8 @@ def _prepare(
         container = r.container
         if doc["kind"] == "SparkApplication":
             container = {**operators.spark_container(doc), "env": r.container.get("env", [])}
-        operator_env = operators.replica_env(doc, r.replica_type, r.index, ports)
+        operator_env = operators.replica_env(doc, r.replica_type, r.index, ports, runtime)
+        fields = trainer.fields(doc, r.index) if runtime is not None else {}
         result = ReplicaResult(
             r.replica_type,
             r.index,
@@ -233,7 +244,7 @@ def _prepare(
             _Slot(
                 spec=r,
                 argv=local_argv(container, paths),
-                env=local_env(container, paths, extra={**extra, **operator_env}),
+                env=local_env(container, paths, extra={**extra, **operator_env}, fields=fields),
                 cwd=local_cwd(container, paths),
                 result=result,
                 fault=kill_after.get(r.key),
@@ -250,14 +261,11 @@ class _Limits:
     retry_interval: float | None  # SparkApplication onFailureRetryInterval
 
 
-def _limits(doc: dict, kind: str, runtime: dict | None) -> _Limits:
+def _limits(doc: dict, kind: str, runtime: Mapping | None) -> _Limits:
     spec = doc["spec"]
     if kind == "TrainJob":
-        template = ((runtime or {}).get("spec") or {}).get("template") or {}
-        max_restarts = ((template.get("spec") or {}).get("failurePolicy") or {}).get(
-            "maxRestarts", 0
-        )
-        return _Limits(None, spec.get("activeDeadlineSeconds"), int(max_restarts), None)
+        restarts = trainer.max_restarts(runtime or {})
+        return _Limits(None, spec.get("activeDeadlineSeconds"), restarts, None)
     if kind == "SparkApplication":
         policy = spec.get("restartPolicy") or {}
         retries = policy.get("onFailureRetries", 0) if policy.get("type") == "OnFailure" else None

@@ -25,7 +25,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -670,8 +670,12 @@ def run_trial(
     timeout: float,
     env: Mapping[str, str] | None,
     cancel: threading.Event | None = None,
+    runtimes: Iterable[Mapping] = (),
 ) -> Trial:
-    """Run one trial's job to its end and read its metrics; never raises for a trial failure."""
+    """Run one trial's job to its end and read its metrics; never raises for a trial failure.
+
+    runtimes: the TrainingRuntimes a TrainJob trial may name besides the stock ones.
+    """
     start = time.monotonic()
     assert trial.workdir is not None
     paths = PathMap(workdir=trial.workdir)
@@ -679,7 +683,7 @@ def run_trial(
         # Katib mounts a shared volume at the metrics file's folder; here it is a trial folder.
         paths.add(posixpath.dirname(plan.metrics_file)).mkdir(parents=True, exist_ok=True)
     try:
-        job = _run_job(plan, doc, trial.workdir, timeout, env, paths, cancel)
+        job = _run_job(plan, doc, trial.workdir, timeout, env, paths, cancel, runtimes)
     except Exception as e:  # a trial that cannot start fails, as its pod would
         trial.status, trial.message = "Failed", f"{type(e).__name__}: {e}"
         trial.seconds = time.monotonic() - start
@@ -707,6 +711,7 @@ def _run_job(
     env: Mapping[str, str] | None,
     paths: PathMap,
     cancel: threading.Event | None,
+    runtimes: Iterable[Mapping],
 ) -> JobResult:
     if doc.get("kind") == "Job":
         return batch.run_batch_job(
@@ -720,7 +725,15 @@ def _run_job(
         )
     from tests.harness import jobs
 
-    return jobs.run_job(doc, workdir=workdir, timeout=timeout, env=env, paths=paths, cancel=cancel)
+    return jobs.run_job(
+        doc,
+        workdir=workdir,
+        timeout=timeout,
+        env=env,
+        paths=paths,
+        cancel=cancel,
+        runtimes=runtimes,
+    )
 
 
 # --- The experiment ------------------------------------------------------------------------
@@ -733,6 +746,7 @@ def run_experiment(
     timeout: float = 3600.0,
     env: Mapping[str, str] | None = None,
     on_trial: Callable[[Trial], None] | None = None,
+    runtimes: Iterable[Mapping] = (),
 ) -> ExperimentResult:
     """Run the Experiment's trials here until Katib would stop it; report like Katib does.
 
@@ -744,7 +758,7 @@ def run_experiment(
     (workdir / "trials").mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=plan.objective_type, sampler=plan.sampler)
-    run = _Run(plan, study, workdir, env, on_trial, time.monotonic() + timeout)
+    run = _Run(plan, study, workdir, env, on_trial, time.monotonic() + timeout, list(runtimes))
     _say(_headline(plan))
     started = time.monotonic()
     run.loop()
@@ -780,8 +794,10 @@ class _Run:
         env: Mapping[str, str] | None,
         on_trial: Callable[[Trial], None] | None,
         deadline: float,
+        runtimes: list[Mapping],
     ) -> None:
         self.plan, self.study, self.workdir, self.env = plan, study, workdir, env
+        self.runtimes = runtimes
         self.on_trial, self.deadline = on_trial, deadline
         self.trials: list[Trial] = []
         self.best: Trial | None = None
@@ -824,7 +840,14 @@ class _Run:
         _say(f"trial {name} created: {_params_line(params)}")
         remaining = max(1.0, self.deadline - time.monotonic())
         future = pool.submit(
-            run_trial, self.plan, trial, doc, timeout=remaining, env=self.env, cancel=self.cancel
+            run_trial,
+            self.plan,
+            trial,
+            doc,
+            timeout=remaining,
+            env=self.env,
+            cancel=self.cancel,
+            runtimes=self.runtimes,
         )
         self.running[future] = (trial, ask)
 

@@ -496,6 +496,14 @@ _KINDS: dict[str, _Kind] = {
         "trainer.kubeflow.org/v1alpha1",
         Ref("TrainerV1alpha1TrainJob", "kubeflow_trainer_api.models"),
     ),
+    "TrainingRuntime": _Kind(
+        "trainer.kubeflow.org/v1alpha1",
+        Ref("TrainerV1alpha1TrainingRuntime", "kubeflow_trainer_api.models"),
+    ),
+    "ClusterTrainingRuntime": _Kind(
+        "trainer.kubeflow.org/v1alpha1",
+        Ref("TrainerV1alpha1ClusterTrainingRuntime", "kubeflow_trainer_api.models"),
+    ),
     "Experiment": _Kind(
         "kubeflow.org/v1beta1",
         Ref("V1beta1Experiment", "kubeflow_katib_api.models"),

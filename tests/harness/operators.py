@@ -13,21 +13,18 @@ which restart policy, and when the job has succeeded. Facts come from the operat
   xgboost/xgboost.go sets MASTER_ADDR/PORT, WORLD_SIZE, RANK (workers offset by the masters),
   PYTHONUNBUFFERED=0, and WORKER_PORT/WORKER_ADDRS (for LightGBM) when there is more than one replica.
   Default restartPolicy: TFJob and XGBoostJob Never, PyTorchJob OnFailure.
-- Kubeflow Trainer v2 (`kubeflow/trainer`, pkg/runtime/framework/plugins/torch/torch.go): the
-  torch plugin does not add torchrun to the command (only for torchtune's `tune run`); it upserts
-  the trainer env, then PET_NNODES, PET_NPROC_PER_NODE, PET_NODE_RANK (the Job completion index),
-  PET_MASTER_ADDR (`<job>-node-0-0.<job>`) and PET_MASTER_PORT (29500). numProcPerNode defaults to
-  the runtime's `auto`; with resourcesPerNode and no GPU it becomes the CPU count (at least 1).
+- Kubeflow Trainer v2: a TrainJob's nodes, env and restart rules come from the runtime it names;
+  see `trainer`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tests.harness import trainer
 from tests.harness.procs import LOOPBACK
 
 TRAINING_OPERATOR = {
@@ -36,7 +33,6 @@ TRAINING_OPERATOR = {
     "XGBoostJob": ("xgbReplicaSpecs", ("Master", "Worker"), "xgboost"),
 }
 DEFAULT_RESTART_POLICY = {"TFJob": "Never", "PyTorchJob": "OnFailure", "XGBoostJob": "Never"}
-SUPPORTED_RUNTIMES = ("torch-distributed",)
 RESTART_POLICIES = ("Never", "OnFailure", "Always", "ExitCode")
 
 # pkg/util/train/train_util.go: SIGINT, SIGKILL, SIGTERM (a node going away) and SIGUSR1 (the
@@ -69,11 +65,14 @@ def kind_of(doc: Mapping) -> str:
     )
 
 
-def plan(doc: Mapping) -> list[Replica]:
-    """Every replica of the job, in the order the operator reconciles the types."""
+def plan(doc: Mapping, runtime: Mapping | None = None) -> list[Replica]:
+    """Every replica of the job, in the order the operator reconciles the types.
+
+    runtime: for a TrainJob, the runtime manifest it names (`trainer.resolve`); default: stock.
+    """
     kind = kind_of(doc)
     if kind == "TrainJob":
-        return _plan_trainjob(doc)
+        return _plan_trainjob(doc, runtime or trainer.resolve(doc))
     if kind == "SparkApplication":
         return _plan_spark(doc)
     field, order, default_container = TRAINING_OPERATOR[kind]
@@ -110,38 +109,10 @@ def _check_policy(policy: str) -> None:
         raise ValueError(f"restartPolicy {policy!r} is not one of {RESTART_POLICIES}")
 
 
-def _plan_trainjob(doc: Mapping) -> list[Replica]:
-    runtime = doc["spec"].get("runtimeRef", {}).get("name")
-    if runtime not in SUPPORTED_RUNTIMES:
-        raise ValueError(
-            f"TrainJob runtime {runtime!r} is not supported locally; the harness runs only "
-            f"{SUPPORTED_RUNTIMES} (Kubeflow Trainer's PyTorch runtime)"
-        )
-    trainer = doc["spec"].get("trainer") or {}
-    container = {
-        "name": "node",
-        "command": trainer.get("command", []),
-        "args": trainer.get("args", []),
-        "env": trainer.get("env", []),
-        "volumeMounts": _node_volume_mounts(doc["spec"].get("runtimePatches") or []),
-    }
+def _plan_trainjob(doc: Mapping, runtime: Mapping) -> list[Replica]:
+    node = trainer.node(doc, runtime)
     # JobSet recreates the whole gang; a single node is never restarted in place here.
-    nodes = int(trainer.get("numNodes", 1))
-    return [Replica("Node", i, container, {}, "Never") for i in range(nodes)]
-
-
-def _node_volume_mounts(patches: object) -> list[dict]:
-    """volumeMounts of any `node` container patch, wherever runtimePatches nests it."""
-    found: list[dict] = []
-    if isinstance(patches, Mapping):
-        if patches.get("name") == "node" and "volumeMounts" in patches:
-            found.extend(patches["volumeMounts"])
-        for value in patches.values():
-            found.extend(_node_volume_mounts(value))
-    elif isinstance(patches, list):
-        for value in patches:
-            found.extend(_node_volume_mounts(value))
-    return found
+    return [Replica("Node", i, node.container, node.pod_spec, "Never") for i in range(node.count)]
 
 
 def _plan_spark(doc: Mapping) -> list[Replica]:
@@ -158,10 +129,17 @@ def _plan_spark(doc: Mapping) -> list[Replica]:
     return [Replica("Driver", 0, container, {"volumes": spec.get("volumes", [])}, policy)]
 
 
-def replica_env(doc: Mapping, replica_type: str, index: int, ports: Mapping) -> dict[str, str]:
+def replica_env(
+    doc: Mapping,
+    replica_type: str,
+    index: int,
+    ports: Mapping,
+    runtime: Mapping | None = None,
+) -> dict[str, str]:
     """The variables the operator adds to one replica, with 127.0.0.1 and the given local ports.
 
-    `ports` maps (replica_type, index) to the loopback port that replica listens on.
+    `ports` maps (replica_type, index) to the loopback port that replica listens on; `runtime` is
+    a TrainJob's runtime manifest (default: the stock one it names).
     """
     kind = kind_of(doc)
     if kind == "TFJob":
@@ -171,7 +149,8 @@ def replica_env(doc: Mapping, replica_type: str, index: int, ports: Mapping) -> 
     if kind == "XGBoostJob":
         return _xgboost_env(doc, replica_type, index, ports)
     if kind == "TrainJob":
-        return _trainjob_env(doc, index, ports)
+        runtime = runtime or trainer.resolve(doc)
+        return trainer.env(doc, runtime, trainer.node(doc, runtime).container, index, ports)
     # Spark binds the first non-loopback address otherwise; executors run this interpreter.
     return {
         "SPARK_LOCAL_IP": LOOPBACK,
@@ -248,43 +227,7 @@ def _xgboost_env(doc: Mapping, replica_type: str, index: int, ports: Mapping) ->
     return env
 
 
-def num_proc_per_node(doc: Mapping) -> str:
-    """PET_NPROC_PER_NODE as the torch plugin computes it, with `auto` on CPU meaning 1 here.
-
-    torchrun's own `auto` on a CPU-only pod starts one process per CPU of the machine, which on a
-    laptop is many; the harness runs one, which is what a pod with `cpu: 1` gets on a cluster.
-    """
-    trainer = doc["spec"].get("trainer") or {}
-    value = str(trainer.get("numProcPerNode", "auto"))
-    resources = trainer.get("resourcesPerNode") or {}
-    if value in ("auto", "cpu"):
-        for section in ("limits", "requests"):
-            res = resources.get(section) or {}
-            if any("gpu" in name.lower() for name in res) and value == "auto":
-                return "auto"
-            if "cpu" in res:
-                return str(max(1, _cpu_count(res["cpu"])))
-        return "1"
-    return value
-
-
-def _cpu_count(quantity: object) -> int:
-    text = str(quantity)
-    if text.endswith("m"):
-        return int(text[:-1]) // 1000
-    return math.floor(float(text))
-
-
-def _trainjob_env(doc: Mapping, index: int, ports: Mapping) -> dict[str, str]:
-    trainer = doc["spec"].get("trainer") or {}
-    port = str(ports[("Node", 0)])
-    return {
-        "PET_NNODES": str(int(trainer.get("numNodes", 1))),
-        "PET_NPROC_PER_NODE": num_proc_per_node(doc),
-        "PET_NODE_RANK": str(index),
-        "PET_MASTER_ADDR": LOOPBACK,
-        "PET_MASTER_PORT": port,
-    }
+num_proc_per_node = trainer.num_proc_per_node
 
 
 def primary(doc: Mapping) -> tuple[str, int]:
