@@ -59,6 +59,8 @@ def test_supported_kinds_name_the_current_api_versions() -> None:
         "PyTorchJob": "kubeflow.org/v1",
         "XGBoostJob": "kubeflow.org/v1",
         "TrainJob": "trainer.kubeflow.org/v1alpha1",
+        "TrainingRuntime": "trainer.kubeflow.org/v1alpha1",
+        "ClusterTrainingRuntime": "trainer.kubeflow.org/v1alpha1",
         "Experiment": "kubeflow.org/v1beta1",
         "InferenceService": "serving.kserve.io/v1beta1",
         "SeldonDeployment": "machinelearning.seldon.io/v1",
