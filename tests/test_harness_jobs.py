@@ -243,10 +243,21 @@ def test_trainjob_restarts_the_whole_gang_within_max_restarts(tmp_path: Path) ->
     doc["spec"]["runtimePatches"] = [
         {"manager": "test", "trainingRuntimeSpec": {"containers": [mount]}}
     ]
+    # The stock runtime keeps JobSet's and the Job's defaults: the failed node's pod restarts in
+    # place (OnFailure) and the other is left alone.
     result = run_job(doc, workdir=tmp_path / "default", timeout=60)
+    result.raise_for_failure()
+    assert [r.restarts for r in result.replicas] == [0, 1]
+
+    # A runtime that fails its Job at the first failed pod: the TrainJob fails...
+    runtime = copy.deepcopy(trainer.STOCK_RUNTIMES["torch-distributed"])
+    job = runtime["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]
+    job["spec"]["backoffLimit"] = 0
+    job["spec"]["template"]["spec"]["restartPolicy"] = "Never"
+    result = run_job(doc, workdir=tmp_path / "never", timeout=60, runtimes=[runtime])
     assert not result.succeeded and result.reason == "Failed (FailedJobs)"
 
-    runtime = copy.deepcopy(trainer.STOCK_RUNTIMES["torch-distributed"])
+    # ... unless JobSet's failurePolicy recreates every node.
     runtime["spec"]["template"]["spec"]["failurePolicy"] = {"maxRestarts": 1}
     result = run_job(doc, workdir=tmp_path / "restart", timeout=60, runtimes=[runtime])
     result.raise_for_failure()

@@ -167,14 +167,22 @@ def test_a_runtime_the_harness_does_not_know_is_an_error_naming_it(tmp_path: Pat
 
 def test_runtime_failure_policy_restarts_the_gang(tmp_path: Path) -> None:
     args = [*REPLICA, "--marker", f"{SHARED}/attempted-{{index}}", "--first-exit", "0:0,1:143"]
-    runtime = copy.deepcopy(PLAIN_RUNTIME)
-    runtime["spec"]["template"]["spec"]["failurePolicy"] = {"maxRestarts": 1}
     doc = trainjob("plain", 2, kind="TrainingRuntime", args=args)
-    result = run_job(doc, workdir=tmp_path, timeout=60, runtimes=[runtime])
+    # JobSet's defaults (pod OnFailure, Job backoffLimit 6): node 1 restarts in place.
+    result = run_job(doc, workdir=tmp_path / "defaults", timeout=60, runtimes=[PLAIN_RUNTIME])
     result.raise_for_failure()
-    assert all(r.restarts == 1 for r in result.replicas)
-    result = run_job(doc, workdir=tmp_path / "again", timeout=60, runtimes=[PLAIN_RUNTIME])
+    assert [r.restarts for r in result.replicas] == [0, 1]
+    # Collective training restarts the gang: the Job fails at once and JobSet recreates it.
+    gang = copy.deepcopy(PLAIN_RUNTIME)
+    job = gang["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"]
+    job["backoffLimit"] = 0
+    job["template"]["spec"]["restartPolicy"] = "Never"
+    result = run_job(doc, workdir=tmp_path / "never", timeout=60, runtimes=[gang])
     assert not result.succeeded and result.reason == "Failed (FailedJobs)"
+    gang["spec"]["template"]["spec"]["failurePolicy"] = {"maxRestarts": 1}
+    result = run_job(doc, workdir=tmp_path / "gang", timeout=60, runtimes=[gang])
+    result.raise_for_failure()
+    assert [r.restarts for r in result.replicas] == [1, 1]
 
 
 def test_runtimes_validate_strictly_and_are_found_beside_a_manifest(tmp_path: Path) -> None:

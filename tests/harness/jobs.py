@@ -15,10 +15,12 @@ operator does not count ExitCode restarts (training-operator#2045), here they co
 loop ends. A restart waits 0.2 s, doubling up to 5 s (the kubelet's
 CrashLoopBackOff, shortened). A plain batch/v1 Job is handed to `batch`.
 
-TrainJob: JobSet runs the nodes as one gang: a failed node fails the TrainJob unless the runtime's
-`failurePolicy.maxRestarts` (0 in the stock runtimes) allows restarting every node. The runtime is
-one of `runtimes=` (the repository's own TrainingRuntimes) or a stock one (`trainer`); a TrainJob
-naming any other fails before anything starts, with the runtime's name.
+TrainJob: the nodes are the pods of one Indexed Job in a JobSet. A failed node restarts in place
+under its pod's restartPolicy (JobSet's default OnFailure) while the Job's backoffLimit (default
+6) lasts; then the Job fails, and the TrainJob with it unless the runtime's JobSet
+`failurePolicy.maxRestarts` (0 in the stock runtimes) allows recreating every node. The runtime
+is one of `runtimes=` (the repository's own TrainingRuntimes) or a stock one (`trainer`); a
+TrainJob naming any other fails before anything starts, with the runtime's name.
 
 SparkApplication: spark-submit in local mode is the single "Driver" replica; OnFailure retries
 `onFailureRetries` times (none when unset) after `onFailureRetryInterval` seconds; Always
@@ -255,7 +257,9 @@ def _prepare(
 
 @dataclass
 class _Limits:
-    backoff_limit: int | None  # restarts allowed in the whole job; None: no limit
+    backoff_limit: (
+        int | None
+    )  # restarts allowed in the whole job (TrainJob: its node Job); None: no limit
     deadline: float | None  # activeDeadlineSeconds
     gang_restarts: int | None  # TrainJob: JobSet failurePolicy.maxRestarts; None: not a gang
     retry_interval: float | None  # SparkApplication onFailureRetryInterval
@@ -264,8 +268,9 @@ class _Limits:
 def _limits(doc: dict, kind: str, runtime: Mapping | None) -> _Limits:
     spec = doc["spec"]
     if kind == "TrainJob":
+        node = trainer.node(doc, runtime or {})
         restarts = trainer.max_restarts(runtime or {})
-        return _Limits(None, spec.get("activeDeadlineSeconds"), restarts, None)
+        return _Limits(node.backoff_limit, spec.get("activeDeadlineSeconds"), restarts, None)
     if kind == "SparkApplication":
         policy = spec.get("restartPolicy") or {}
         retries = policy.get("onFailureRetries", 0) if policy.get("type") == "OnFailure" else None
@@ -284,6 +289,8 @@ class _Runner:
         self.name = doc.get("metadata", {}).get("name", kind.lower())
         self.namespace = doc.get("metadata", {}).get("namespace", "default")
         self.restarts = 0
+        self.job_failures = 0  # TrainJob: failures of the trainer's Job since it was (re)created
+        self.gang_restarts = 0  # TrainJob: times JobSet recreated every node
         self.outcome: _Outcome | None = None
 
     def run(self, timeout: float, cancel: threading.Event | None = None) -> _Outcome:
@@ -356,14 +363,23 @@ class _Runner:
         if code == 0:
             slot.result.status = "Succeeded"
             return
-        if self.restarts >= (self.limits.gang_restarts or 0):
+        # The node's pod first: restarted in place under restartPolicy OnFailure while its Job
+        # (all nodes are pods of one Indexed Job) has failures left under its backoffLimit.
+        if operators.should_restart(slot.spec.restart_policy, code) and self.job_failures < (
+            self.limits.backoff_limit or 0
+        ):
+            self.job_failures += 1
+            self._schedule_restart(slot, now)
+            return
+        # The Job has failed; JobSet recreates every child Job while failurePolicy allows it.
+        if self.gang_restarts >= (self.limits.gang_restarts or 0):
             slot.result.status = "Failed"
             return
-        # JobSet recreates every child Job: the whole gang starts again, finished nodes too.
         for other in self.slots:
             if other.proc is not None:
                 self._terminate(other)
-        self.restarts += 1
+        self.gang_restarts += 1
+        self.job_failures = 0
         for other in self.slots:
             other.restart_at = now + 0.2
             other.result.status = "Restarting"

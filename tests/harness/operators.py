@@ -111,8 +111,10 @@ def _check_policy(policy: str) -> None:
 
 def _plan_trainjob(doc: Mapping, runtime: Mapping) -> list[Replica]:
     node = trainer.node(doc, runtime)
-    # JobSet recreates the whole gang; a single node is never restarted in place here.
-    return [Replica("Node", i, node.container, node.pod_spec, "Never") for i in range(node.count)]
+    return [
+        Replica("Node", i, node.container, node.pod_spec, node.restart_policy)
+        for i in range(node.count)
+    ]
 
 
 def _plan_spark(doc: Mapping) -> list[Replica]:

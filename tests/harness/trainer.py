@@ -18,6 +18,12 @@ framework plugin adds environment to the trainer's `node` container. Facts from 
 - plainml/plainml.go (no framework policy): `numNodes` sets the pod count and `trainer.env` is
   passed through; nothing tells the pods their count or their peers.
 
+Failures: a node's pod follows its restartPolicy (JobSet defaults it to OnFailure: the failed
+node restarts in place) until the node Job's backoffLimit (default 6) is used up; then the Job
+fails and JobSet's `failurePolicy.maxRestarts` (default 0) decides whether every node is
+recreated or the TrainJob fails. A runtime that wants the whole gang restarted at the first
+failure, as collective training does, sets `restartPolicy: Never` and `backoffLimit: 0`.
+
 Every pod of the Indexed Job also gets JOB_COMPLETION_INDEX (from the Kubernetes Job controller)
 and JobSet's labels and annotations, which a container reads through the downward API; `fields`
 gives their local values. On one machine every node is 127.0.0.1 on a port of its own, so names
@@ -136,6 +142,8 @@ class Node:
     container: dict
     pod_spec: dict
     count: int
+    restart_policy: str  # of the pod: OnFailure restarts a failed node in place
+    backoff_limit: int  # failures the node Job absorbs before it fails
 
 
 def node(doc: Mapping, runtime: Mapping) -> Node:
@@ -170,7 +178,16 @@ def node(doc: Mapping, runtime: Mapping) -> Node:
         *_named(patches, "volumeMounts", lambda d: d.get("name") == NODE),
     ]
     pod_spec["volumes"] = [*(pod_spec.get("volumes") or []), *_named(patches, "volumes")]
-    return Node(container, pod_spec, num_nodes(doc, runtime))
+    job_spec = (trainer_jobs[0].get("template") or {}).get("spec") or {}
+    return Node(
+        container,
+        pod_spec,
+        num_nodes(doc, runtime),
+        # JobSet's webhook defaults a pod's restartPolicy to OnFailure; Kubernetes a Job's
+        # backoffLimit to 6.
+        pod_spec.get("restartPolicy") or "OnFailure",
+        int(job_spec.get("backoffLimit", 6)),
+    )
 
 
 def _ancestor(replicated_job: Mapping) -> str | None:
