@@ -20,13 +20,15 @@ CASE_DIR = Path(__file__).resolve().parents[1]
 MANIFESTS = CASE_DIR / "manifests"
 IMAGE = cases.load_case(CASE_DIR).image
 FILES = sorted(p for p in MANIFESTS.glob("*.yaml") if p.name not in {"pipeline.yaml"})
+RBAC = {"ServiceAccount", "Role", "RoleBinding"}
 
 
 def workload_docs() -> list[tuple[str, dict]]:
     docs = []
     for path in FILES:
         for doc in manifests.load(path):
-            if doc.get("kind") not in {"Kustomization", "PersistentVolumeClaim"}:
+            # RBAC objects run nothing: rbac.yaml is checked in test_cluster_path.py.
+            if doc.get("kind") not in {"Kustomization", "PersistentVolumeClaim"} | RBAC:
                 docs.append((path.name, doc))
     return docs
 
@@ -105,6 +107,7 @@ def test_kustomize_renders_everything_in_one_namespace_without_gpus() -> None:
             "Experiment",
             "InferenceService",
             "SeldonDeployment",
+            *sorted(RBAC),
         ]
     )
     assert len({d["metadata"]["namespace"] for d in docs}) == 1
