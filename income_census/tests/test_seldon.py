@@ -28,7 +28,7 @@ from tests.harness import venvs
 CASE = Path(__file__).resolve().parents[1]
 REPO_ROOT = CASE.parent
 DRIVER = Path(__file__).with_name("seldon_driver.py")
-SDEP = CASE / "manifests" / "seldondeployment.yaml"
+SDEP = CASE / "manifests" / "seldon" / "seldondeployment.yaml"
 CLASS_NAMES = ["<=50K", ">50K"]
 TOLERANCE = 1e-9
 N_ROWS = 20
