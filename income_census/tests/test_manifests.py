@@ -24,12 +24,13 @@ COMPONENTS = ("legacy-v1", "seldon")
 # The Training Operator v1 kinds (kubeflow.org/v1), which Kubeflow no longer installs.
 V1_KINDS = {"TFJob", "PyTorchJob", "XGBoostJob", "MXJob", "PaddleJob", "JAXJob", "MPIJob"}
 KUSTOMIZE_KINDS = {"Kustomization", "Component"}
+RBAC = {"ServiceAccount", "Role", "RoleBinding"}  # run nothing; see test_cluster_path.py
 
 WORKLOADS = [
     (path.relative_to(MANIFESTS).as_posix(), doc)
     for path in sorted(p for p in MANIFESTS.rglob("*.yaml") if p.name != "pipeline.yaml")
     for doc in manifests.load(path)
-    if doc.get("kind") not in {*KUSTOMIZE_KINDS, "PersistentVolumeClaim"}
+    if doc.get("kind") not in {*KUSTOMIZE_KINDS, *RBAC, "PersistentVolumeClaim"}
 ]
 
 
