@@ -50,10 +50,10 @@ class Job(NamedTuple):
 
 JOBS = {
     "tfjob": Job(
-        "tfjob.yaml", "tfReplicaSpecs", "Chief", "/mnt/pvc/mnist", {}, "TensorFlow default"
+        "legacy-v1/tfjob.yaml", "tfReplicaSpecs", "Chief", "/mnt/pvc/mnist", {}, "TensorFlow default"
     ),
     "pytorchjob": Job(
-        "pytorchjob.yaml",
+        "legacy-v1/pytorchjob.yaml",
         "pytorchReplicaSpecs",
         "Master",
         "/mnt/pvc/mnist-torch",

@@ -1,14 +1,15 @@
 """Train the MNIST CNN on several workers with MultiWorkerMirroredStrategy (Keras 3 on TensorFlow).
 
     python -m mnist.train_distributed --sample --epochs 3 --model-dir /tmp/mnist   # one worker
-    kubectl apply -f mnist/manifests/tfjob.yaml        # a Chief and a Worker on a cluster
+    kubectl apply -f mnist/manifests/trainjob.yaml     # two nodes on a cluster (Trainer v2)
 
 A readable diff of mnist/train.py: the same flags, `name=value` metric lines, model.keras and
 metrics.json, plus what several workers need; each change is marked `# train.py: ...`.
 
-- The strategy reads TF_CONFIG, which the TFJob operator sets on every replica (without it, this is
-  one worker). --batch-size is the global batch, split evenly across the workers, so one worker
-  and two take the same steps over the same batches and end with nearly the same model.
+- The strategy reads TF_CONFIG, which the repository's `tensorflow-distributed` TrainingRuntime
+  (or the legacy TFJob operator) sets on every replica; without it, this is one worker.
+  --batch-size is the global batch, split evenly across the workers, so one worker and two take
+  the same steps over the same batches and end with nearly the same model.
 - Keras 3 `Model.fit` fails under this strategy (keras-team/keras#20585), so a short custom loop
   (`strategy.run`, `tf.nn.compute_average_loss`, `strategy.reduce`) trains the same Keras 3 model
   with its own optimizer.
@@ -22,6 +23,7 @@ metrics.json, plus what several workers need; each change is marked `# train.py:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import time
@@ -224,6 +226,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "train_seconds": train_seconds,
         "workers": workers,
     }
+    # train.py: one model. Here every replica holds a copy; after the last all-reduce the copies
+    # are the same to the bit, which this digest shows in each replica's log.
+    digest = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
+    print(f"{task}: weights digest {digest[:16]}", flush=True)
     # train.py: always writes. Here only the chief does; the others leave --model-dir alone.
     if is_chief:
         args.model_dir.mkdir(parents=True, exist_ok=True)

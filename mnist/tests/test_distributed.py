@@ -1,8 +1,11 @@
-"""mnist.train_distributed as the TFJob in mnist/manifests/tfjob.yaml, run on this machine.
+"""mnist.train_distributed as a TrainJob on the repository's TensorFlow runtime, and as the legacy
+TFJob, run on this machine.
 
-The harness (tests.harness.jobs) starts each replica as a process with the TF_CONFIG the Training
-Operator would set and restarts it as its restartPolicy says. The manifest's own command runs,
-shrunk to the committed sample: 3 epochs of 56 global batches of 64 images.
+The harness (tests.harness.jobs) starts each node or replica as a process with the environment
+its controller would give it: for the TrainJob, the runtime's own entry point derives TF_CONFIG
+from the pod index and the peers' addresses; for the TFJob, the Training Operator's TF_CONFIG.
+Restarts follow the runtime's JobSet rules or the TFJob's restartPolicy. The manifests' own
+commands run, shrunk to the committed sample: 3 epochs of 56 global batches of 64 images.
 """
 
 from __future__ import annotations
@@ -17,12 +20,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.harness import jobs, manifests
+from tests.harness import jobs, manifests, trainer
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MANIFEST = REPO_ROOT / "mnist" / "manifests" / "tfjob.yaml"
+MANIFESTS = REPO_ROOT / "mnist" / "manifests"
+TRAINJOB = MANIFESTS / "trainjob.yaml"
+RUNTIME = MANIFESTS / "tensorflow-runtime.yaml"
+MANIFEST = MANIFESTS / "legacy-v1" / "tfjob.yaml"  # the Training Operator v1 variant
+RUNTIMES = trainer.runtimes_beside(TRAINJOB)
+PROGRAM = ["python", "-m", "mnist.train_distributed"]
 # About 0.95 test accuracy on the sample, with one worker or two; a global batch of 64.
 SMOKE = {"epochs": 3, "batch-size": 64}
 FLOOR = 0.90  # chance is 0.10
@@ -30,6 +38,7 @@ CLOSE = 0.02  # two workers against one process, same global batches: dropout no
 ARGS = "spec.tfReplicaSpecs.{}.template.spec.containers[0].args"
 METRIC_LINE = re.compile(r"^(\w+)=(\S+)$")  # what Katib's StdOut collector picks out
 RESUMED = re.compile(r"resumed from step (\d+)")
+DIGEST = re.compile(r"^(worker-\d+|chief-\d+): weights digest (\w+)$", re.M)
 JOB_TIMEOUT = 600  # seconds; only stops a hang
 # Two replicas share this machine's 2 cores: one thread each, as two pods of `cpu: 1` would get,
 # instead of both spreading over every core (about 1.5 times faster here, same model).
@@ -53,6 +62,27 @@ def smoke_job(worker_args: dict[str, object] | None = None, **flags: object) -> 
             ARGS.format("Chief"): shrink(chief, **flags),
             ARGS.format("Worker"): shrink(chief, **{**flags, **(worker_args or {})}),
         },
+    )
+
+
+def smoke_trainjob(nodes: int = 2, **flags: object) -> dict:
+    """The TrainJob on `nodes` nodes with its program's flags shrunk (TF_NUM_NODES kept equal)."""
+    doc = manifests.load(TRAINJOB)[0]
+    args = doc["spec"]["trainer"]["args"]
+    assert args[:3] == PROGRAM  # only args: the runtime's entry point runs them
+    return manifests.apply_overrides(
+        doc,
+        {
+            "spec.trainer.args": [*PROGRAM, *shrink(args[3:], **flags)],
+            "spec.trainer.numNodes": nodes,
+            "spec.trainer.env": [{"name": "TF_NUM_NODES", "value": str(nodes)}],
+        },
+    )
+
+
+def run_trainjob(doc: dict, workdir: Path, **kwargs: object) -> jobs.JobResult:
+    return jobs.run_job(
+        doc, workdir=workdir, timeout=JOB_TIMEOUT, env=ONE_THREAD, runtimes=RUNTIMES, **kwargs
     )
 
 
@@ -85,7 +115,8 @@ def one_process(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 @pytest.fixture(scope="module")
 def two_replicas(tmp_path_factory: pytest.TempPathFactory) -> jobs.JobResult:
-    """The TFJob, Chief + 1 Worker; the worker gets a --model-dir of its own, to see it stay empty."""
+    """The legacy TFJob, Chief + 1 Worker; the worker gets a --model-dir of its own, to see it stay
+    empty."""
     doc = smoke_job(worker_args={"model-dir": "/mnt/pvc/worker-model"})
     workdir = tmp_path_factory.mktemp("tfjob")
     return jobs.run_job(doc, workdir=workdir, timeout=JOB_TIMEOUT, env=ONE_THREAD)
@@ -191,5 +222,176 @@ def test_a_killed_worker_restarts_and_resumes_from_the_checkpoint(tmp_path: Path
     print(
         f"fault: worker exits {worker.exit_codes}, chief exits {chief.exit_codes}, resumed at "
         f"step {resumed['worker-0'][-1]}, test_accuracy={metrics['test_accuracy']:.4f} "
+        f"in {result.seconds:.1f}s"
+    )
+
+
+# --- the TrainJob on the tensorflow-distributed runtime --------------------------------------
+
+
+def test_runtime_and_trainjob_agree_on_the_node_count_and_restart_rules() -> None:
+    assert manifests.validate_file(RUNTIME) == [] and manifests.validate_file(TRAINJOB) == []
+    runtime, job = RUNTIMES[0], manifests.load(TRAINJOB)[0]
+    assert (runtime["kind"], runtime["metadata"]["name"]) == (
+        "TrainingRuntime",
+        "tensorflow-distributed",
+    )
+    assert trainer.framework(runtime) is None  # no policy: PlainML, numNodes sets the pod count
+    assert job["spec"]["runtimeRef"]["name"] == runtime["metadata"]["name"]
+    assert "command" not in job["spec"]["trainer"]  # the runtime's entry point must stay
+    env = {e["name"]: e.get("value") for e in job["spec"]["trainer"]["env"]}
+    assert env["TF_NUM_NODES"] == str(job["spec"]["trainer"]["numNodes"]) == "2"
+    # A lost node restarts every node (collectives need all of them), a bounded number of times.
+    node = trainer.node(job, runtime)
+    assert (node.restart_policy, node.backoff_limit) == ("Never", 0)
+    assert trainer.max_restarts(runtime) >= 2
+
+
+def tf_config_of_each_node(tmp_path: Path, nodes: int) -> list[dict]:
+    """The TF_CONFIG the runtime's entry point gives each of `nodes` nodes, run by the harness."""
+    doc = smoke_trainjob(nodes)
+    show = "import json, os; print('TFCONFIG', os.environ['TF_CONFIG'])"
+    doc["spec"]["trainer"]["args"] = ["python", "-c", show]
+    result = jobs.run_job(doc, workdir=tmp_path / str(nodes), timeout=60, runtimes=RUNTIMES)
+    result.raise_for_failure()
+    configs = []
+    for node in result.replicas:
+        line = next(x for x in node.log().splitlines() if x.startswith("TFCONFIG "))
+        configs.append(json.loads(line.removeprefix("TFCONFIG ")))
+    return configs
+
+
+@pytest.mark.parametrize("nodes", [1, 2, 3])
+def test_the_runtime_derives_the_tf_config_multiworker_strategy_expects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, nodes: int
+) -> None:
+    import tensorflow as tf
+
+    configs = tf_config_of_each_node(tmp_path, nodes)
+    workers = configs[0]["cluster"]["worker"]
+    assert len(workers) == len(set(workers)) == nodes
+    for index, config in enumerate(configs):
+        monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        # What MultiWorkerMirroredStrategy reads: one `worker` job of every node, this node's
+        # index; worker 0 is the chief, which writes the model (no separate chief task).
+        assert resolver.cluster_spec().as_dict() == {"worker": workers}
+        assert (resolver.task_type, resolver.task_id) == ("worker", index)
+
+
+def entry_point(env: dict[str, str]) -> subprocess.CompletedProcess:
+    """The runtime's entry point as a pod runs it, printing TF_CONFIG instead of training."""
+    container = RUNTIMES[0]["spec"]["template"]["spec"]["replicatedJobs"][0]["template"]["spec"][
+        "template"
+    ]["spec"]["containers"][0]
+    argv = [*container["command"], "sh", "-c", 'echo "$TF_CONFIG"']
+    return subprocess.run(
+        argv, env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=30
+    )
+
+
+def test_on_a_cluster_the_peers_are_jobset_dns_names() -> None:
+    # No NODE_ADDRESSES: the names JobSet's headless service resolves, on TF_PORT.
+    run = entry_point(
+        {
+            "JOB_COMPLETION_INDEX": "2",
+            "TF_NUM_NODES": "3",
+            "JOBSET_NAME": "mnist",
+            "TF_PORT": "2222",
+        }
+    )
+    assert run.returncode == 0, run.stderr
+    config = json.loads(run.stdout.splitlines()[-1])
+    assert config == {
+        "cluster": {"worker": [f"mnist-node-0-{i}.mnist:2222" for i in range(3)]},
+        "task": {"type": "worker", "index": 2},
+    }
+    # A count that does not match the pods: one line saying what to fix, exit 2.
+    run = entry_point(
+        {
+            "JOB_COMPLETION_INDEX": "1",
+            "TF_NUM_NODES": "1",
+            "JOBSET_NAME": "mnist",
+            "TF_PORT": "2222",
+        }
+    )
+    assert run.returncode == 2 and "set trainer.env TF_NUM_NODES to trainer.numNodes" in run.stderr
+    run = entry_point({"JOB_COMPLETION_INDEX": "0", "TF_NUM_NODES": "two"})
+    assert run.returncode == 2 and "TF_NUM_NODES must be a number" in run.stderr
+
+
+@pytest.fixture(scope="module")
+def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> jobs.JobResult:
+    return run_trainjob(smoke_trainjob(2), tmp_path_factory.mktemp("trainjob"))
+
+
+def test_two_nodes_train_one_model_with_identical_weights(
+    two_nodes: jobs.JobResult, one_process: dict
+) -> None:
+    result = two_nodes
+    if not result.succeeded:
+        result.raise_for_failure()
+    assert result.reason == "Complete"
+    logs = [result.replica("Node", i).log() for i in (0, 1)]
+    assert "worker-0: one of 2 replicas, the chief" in logs[0]
+    assert "worker-1: one of 2 replicas" in logs[1] and "the chief" not in logs[1]
+    for task, log in (("worker-0", logs[0]), ("worker-1", logs[1])):
+        ends = re.findall(rf"^{task}: epoch (\d+)/{SMOKE['epochs']} step (\d+)/\2,", log, re.M)
+        assert [int(epoch) for epoch, _ in ends] == list(range(1, SMOKE["epochs"] + 1)), task
+    # The replicas synchronised every step: they end with the same weights, to the bit.
+    digests = dict(DIGEST.findall("\n".join(logs)))
+    assert sorted(digests) == ["worker-0", "worker-1"]
+    assert digests["worker-0"] == digests["worker-1"], digests
+
+    volume = result.workdir / "volumes" / "models"
+    assert sorted(p.name for p in (volume / "mnist").iterdir()) == ["metrics.json", "model.keras"]
+    assert not list((volume / "checkpoints").rglob("ckpt-*"))  # deleted once training is done
+    metrics = json.loads((volume / "mnist" / "metrics.json").read_text())
+    assert metrics["workers"] == 2 and metrics["test_accuracy"] >= FLOOR, metrics
+    assert abs(metrics["test_accuracy"] - one_process["test_accuracy"]) <= CLOSE
+    assert printed_metrics(logs[0])["test_accuracy"][-1] == metrics["test_accuracy"]
+    print(
+        f"trainjob, two nodes: test_accuracy={metrics['test_accuracy']:.4f} "
+        f"(one process {one_process['test_accuracy']:.4f}) in {result.seconds:.1f}s"
+    )
+
+
+def test_the_trainjob_model_is_the_softmax_model_a_server_loads(two_nodes: jobs.JobResult) -> None:
+    import keras
+
+    from mnist import data
+
+    model_dir = two_nodes.workdir / "volumes" / "models" / "mnist"
+    model = keras.saving.load_model(model_dir / "model.keras")
+    _, (test_x, test_y) = data.load_sample()
+    probs = np.asarray(model.predict(data.normalize(test_x), verbose=0))
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    accuracy = float(np.mean(probs.argmax(axis=1) == test_y))
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert accuracy == pytest.approx(metrics["test_accuracy"], abs=0.002)
+
+
+def test_a_killed_node_restarts_the_gang_which_resumes_from_the_checkpoint(tmp_path: Path) -> None:
+    volume = tmp_path / "volumes" / "models"
+    checkpoint_state = volume / "checkpoints" / "trainjob" / "checkpoint"  # written after each save
+    result = run_trainjob(
+        smoke_trainjob(2, **{"checkpoint-steps": 20}),
+        tmp_path,
+        kill_after={("Node", 1): checkpoint_state.exists},  # SIGKILL once a checkpoint exists
+    )
+    if not result.succeeded:
+        result.raise_for_failure()
+    chief, worker = result.replica("Node", 0), result.replica("Node", 1)
+    assert worker.exit_codes[0] == 137
+    # The runtime's Job failed at once and JobSet recreated both nodes: the survivor was stopped.
+    assert chief.restarts == worker.restarts == 1, (chief.exit_codes, worker.exit_codes)
+    resumed = {r.name: [int(k) for k in RESUMED.findall(r.log())] for r in (chief, worker)}
+    assert resumed["node-1"] and resumed["node-1"][-1] > 0, resumed
+    assert resumed["node-0"][-1] == resumed["node-1"][-1], resumed  # from the same checkpoint
+    metrics = json.loads((volume / "mnist" / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= FLOOR, metrics
+    print(
+        f"fault: node 1 exits {worker.exit_codes}, node 0 exits {chief.exit_codes}, resumed at "
+        f"step {resumed['node-1'][-1]}, test_accuracy={metrics['test_accuracy']:.4f} "
         f"in {result.seconds:.1f}s"
     )

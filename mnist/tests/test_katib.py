@@ -1,8 +1,9 @@
 """The Katib Experiment in smoke form, through the harness: 3 trials, 1 epoch, the sample.
 
 The overrides come from case.toml, so this runs what `make demo` and `python -m tests.harness
-run --smoke mnist/manifests/katib-experiment.yaml` run: the manifest's own trial TFJob, with its
-trial parameters filled in by a random sampler, metrics read from the chief's stdout.
+run --smoke mnist/manifests/katib-experiment.yaml` run: the manifest's own trial TrainJob on the
+case's tensorflow-distributed runtime, with its trial parameters filled in by a random sampler,
+metrics read from node 0's stdout (worker 0, the chief).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import cases, katib, manifests
+from tests.harness import cases, katib, manifests, trainer
 
 CASE_DIR = Path(__file__).resolve().parents[1]
 EXPERIMENT = CASE_DIR / "manifests/katib-experiment.yaml"
@@ -22,7 +23,12 @@ def smoke_experiment(tmp_path_factory: pytest.TempPathFactory) -> katib.Experime
     case = cases.load_case(CASE_DIR)
     doc = manifests.apply_overrides(manifests.load(EXPERIMENT)[0], case.overrides_for(EXPERIMENT))
     assert manifests.validate(doc) == []
-    result = katib.run_experiment(doc, workdir=tmp_path_factory.mktemp("katib"), timeout=900)
+    result = katib.run_experiment(
+        doc,
+        workdir=tmp_path_factory.mktemp("katib"),
+        timeout=900,
+        runtimes=trainer.runtimes_beside(EXPERIMENT),
+    )
     print(result.format_trials())
     print(result.describe())
     return result
@@ -44,7 +50,9 @@ def test_the_manifest_is_the_experiment_the_issue_asks_for() -> None:
     )
     assert spec["metricsCollectorSpec"]["collector"]["kind"] == "StdOut"
     assert {p["name"] for p in spec["parameters"]} == {"learning_rate", "num_layers", "optimizer"}
-    assert spec["trialTemplate"]["trialSpec"]["kind"] == "TFJob"
+    # Trials are TrainJobs, which Katib 0.19 runs; their pods' container is `node`.
+    assert spec["trialTemplate"]["trialSpec"]["kind"] == "TrainJob"
+    assert spec["trialTemplate"]["primaryContainerName"] == "node"
 
 
 def test_smoke_experiment_runs_three_trials(smoke_experiment: katib.ExperimentResult) -> None:
@@ -60,6 +68,7 @@ def test_smoke_experiment_runs_three_trials(smoke_experiment: katib.ExperimentRe
         assert 0.0005 <= float(t.parameters["learning_rate"]) <= 0.005
         assert 1 <= int(t.parameters["num_layers"]) <= 3
         assert {"val_accuracy", "accuracy", "test_accuracy"} <= set(t.metrics), t.metrics
+        assert t.job is not None and t.job.kind == "TrainJob" and t.job.reason == "Complete"
 
 
 def test_optimal_trial_is_the_best_of_its_trials(smoke_experiment: katib.ExperimentResult) -> None:

@@ -14,21 +14,29 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import cases, manifests
+from tests.harness import cases, manifests, trainer
 
 CASE_DIR = Path(__file__).resolve().parents[1]
 MANIFESTS = CASE_DIR / "manifests"
 IMAGE = cases.load_case(CASE_DIR).image
 FILES = sorted(p for p in MANIFESTS.glob("*.yaml") if p.name not in {"pipeline.yaml"})
+# The opt-in kustomize Components' own manifests.
+COMPONENT_FILES = sorted(
+    p for folder in ("legacy-v1", "seldon") for p in (MANIFESTS / folder).glob("*.yaml")
+)
 RBAC = {"ServiceAccount", "Role", "RoleBinding"}
+LEGACY_KINDS = {"TFJob", "PyTorchJob", "XGBoostJob", "SeldonDeployment"}
 
 
 def workload_docs() -> list[tuple[str, dict]]:
     docs = []
-    for path in FILES:
+    for path in FILES + COMPONENT_FILES:
         for doc in manifests.load(path):
             # RBAC objects run nothing: rbac.yaml is checked in test_cluster_path.py.
-            if doc.get("kind") not in {"Kustomization", "PersistentVolumeClaim"} | RBAC:
+            if (
+                doc.get("kind")
+                not in {"Kustomization", "Component", "PersistentVolumeClaim"} | RBAC
+            ):
                 docs.append((path.name, doc))
     return docs
 
@@ -41,17 +49,21 @@ def test_every_container_is_secure_and_sized(name: str, doc: dict) -> None:
     assert found, f"{name}: no container"
     for where, container in found:
         assert container["image"] == IMAGE, f"{name}{where}: image {container['image']}"
-        if doc["kind"] == "TrainJob":
-            # The trainer's resources are per node; its securityContext comes from runtimePatches.
-            sized = doc["spec"]["trainer"]["resourcesPerNode"]
+        if "numNodes" in container:  # a TrainJob's trainer, in a TrainJob or a Katib trialSpec
+            job = doc if doc["kind"] == "TrainJob" else doc["spec"]["trialTemplate"]["trialSpec"]
+            # The trainer's resources are per node; its securityContext comes from runtimePatches
+            # or from the runtime's own node container.
+            sized = container["resourcesPerNode"]
+            runtime = trainer.resolve(job, trainer.runtimes_beside(MANIFESTS / name))
+            node = trainer.node(job, runtime).container
             secured = [
                 c
                 for _, c in manifests.find(
-                    doc["spec"]["runtimePatches"], lambda d: d.get("name") == "node"
+                    job["spec"].get("runtimePatches", []), lambda d: d.get("name") == "node"
                 )
                 if "securityContext" in c
-            ]
-            assert secured, f"{name}: no securityContext patched onto the node container"
+            ] or ([node] if "securityContext" in node else [])
+            assert secured, f"{name}: no securityContext on the node container"
             context = secured[0]["securityContext"]
         else:
             sized = container.get("resources", {})
@@ -101,35 +113,71 @@ def test_kustomize_renders_everything_in_one_namespace_without_gpus() -> None:
     assert kinds == sorted(
         [
             "PersistentVolumeClaim",
-            "TFJob",
-            "PyTorchJob",
+            "TrainingRuntime",
+            "TrainJob",
             "TrainJob",
             "Experiment",
             "InferenceService",
-            "SeldonDeployment",
             *sorted(RBAC),
         ]
     )
+    # What a cluster installed from Kubeflow's manifests today runs: no Training Operator v1
+    # kind and no SeldonDeployment unless a Component asks for them.
+    assert not LEGACY_KINDS & set(kinds)
     assert len({d["metadata"]["namespace"] for d in docs}) == 1
     assert gpu_limits(docs) == []
 
 
-def test_gpu_component_asks_a_gpu_for_every_trainer_and_server(tmp_path: Path) -> None:
+def with_components(tmp_path: Path, *components: str) -> list[dict]:
     copy = tmp_path / "manifests"
     shutil.copytree(MANIFESTS, copy)
     kustomization = yaml.safe_load((copy / "kustomization.yaml").read_text())
-    kustomization["components"] = ["gpu"]
+    kustomization["components"] = list(components)
     (copy / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
-    docs = kustomize(copy)
+    return kustomize(copy)
+
+
+def test_the_legacy_component_swaps_the_trainjobs_for_v1_jobs(tmp_path: Path) -> None:
+    docs = with_components(tmp_path, "legacy-v1", "seldon")
+    named = sorted((d["kind"], d["metadata"]["name"]) for d in docs)
+    assert [n for n in named if n[0] in LEGACY_KINDS] == [
+        ("PyTorchJob", "mnist-torch"),
+        ("SeldonDeployment", "mnist"),
+        ("TFJob", "mnist"),
+    ]
+    # A cluster without Trainer v2 would refuse these kinds: they are gone.
+    assert not [n for n in named if n[0] in ("TrainJob", "TrainingRuntime")]
+    experiments = [d for d in docs if d["kind"] == "Experiment"]
+    assert [e["metadata"]["name"] for e in experiments] == ["mnist-random-tfjob"]
+    assert experiments[0]["spec"]["trialTemplate"]["trialSpec"]["kind"] == "TFJob"
+    # The same search as the default Experiment, only the trials' kind differs.
+    default = manifests.load(MANIFESTS / "katib-experiment.yaml")[0]["spec"]
+    for key in ("objective", "algorithm", "parameters", "metricsCollectorSpec"):
+        assert experiments[0]["spec"][key] == default[key], key
+    for doc in docs:
+        assert manifests.validate(doc) == [], doc["kind"]
+
+
+def test_gpu_component_asks_a_gpu_for_every_trainer_and_server(tmp_path: Path) -> None:
+    docs = with_components(tmp_path, "gpu")
     limited = gpu_limits(docs)
     owners = sorted({entry.split(".", 1)[0] for entry in limited})
     assert owners == [
         "Experiment/mnist-random",
         "InferenceService/mnist",
-        "PyTorchJob/mnist-torch",
-        "TFJob/mnist",
-        "TrainJob/mnist-trainjob",
+        "TrainJob/mnist",
+        "TrainJob/mnist-torch",
     ], limited
-    assert len(limited) == 8  # chief + worker, master + worker, trainer, trial chief + worker, isvc
+    assert len(limited) == 4  # per node of each TrainJob and trial, and the server
     for doc in docs:
         assert manifests.validate(doc) == [], doc["kind"]
+    # With the legacy Component first, its jobs get theirs: chief + worker, master + worker,
+    # and the TFJob trials' chief + worker.
+    legacy = gpu_limits(with_components(tmp_path / "legacy", "legacy-v1", "gpu"))
+    assert sorted({e.split(".", 1)[0] for e in legacy}) == [
+        "Experiment/mnist-random-tfjob",
+        "InferenceService/mnist",
+        "PyTorchJob/mnist-torch",
+        "TFJob/mnist",
+    ]
+    assert len(legacy) == 7

@@ -30,7 +30,7 @@ from tests.harness.serving import load_inference_service, serve
 CASE = Path(__file__).resolve().parents[1]
 REPO_ROOT = CASE.parent
 ISVC = CASE / "manifests" / "inferenceservice.yaml"
-SDEP = CASE / "manifests" / "seldondeployment.yaml"
+SDEP = CASE / "manifests" / "seldon" / "seldondeployment.yaml"
 N_IMAGES = 32
 PROB_TOLERANCE = 1e-5
 ZEROS = [[0] * 28] * 28

@@ -120,7 +120,7 @@ def test_threads_default_to_this_process_share_of_the_cpus(monkeypatch: pytest.M
 
 
 def test_manifests_are_valid() -> None:
-    for name in ("pytorchjob.yaml", "trainjob.yaml"):
+    for name in ("legacy-v1/pytorchjob.yaml", "trainjob-torch.yaml"):
         assert validate_file(MANIFESTS / name) == [], name
 
 
@@ -146,7 +146,7 @@ def run_smoke(
 def test_pytorchjob_trains_on_master_and_worker_and_survives_a_killed_worker(
     tmp_path: Path,
 ) -> None:
-    doc = load(MANIFESTS / "pytorchjob.yaml")[0]
+    doc = load(MANIFESTS / "legacy-v1" / "pytorchjob.yaml")[0]
     specs = "spec.pytorchReplicaSpecs.{}.template.spec.containers[0].args"
     args = doc["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["args"]
     checkpoint = tmp_path / "volumes" / "models" / "checkpoints" / "pytorchjob" / CHECKPOINT_FILE
@@ -180,7 +180,7 @@ def test_pytorchjob_trains_on_master_and_worker_and_survives_a_killed_worker(
 
 
 def test_trainjob_runs_torchrun_on_two_nodes(tmp_path: Path) -> None:
-    doc = load(MANIFESTS / "trainjob.yaml")[0]
+    doc = load(MANIFESTS / "trainjob-torch.yaml")[0]
     assert doc["spec"]["trainer"]["command"][0] == "torchrun"  # the runtime does not add it
     overrides = {"spec.trainer.args": smoke_args(doc["spec"]["trainer"]["args"])}
     result, paths = run_smoke(doc, overrides, tmp_path)
@@ -189,6 +189,6 @@ def test_trainjob_runs_torchrun_on_two_nodes(tmp_path: Path) -> None:
     assert "rank 0 of world size 2: gloo" in logs[0] and "rank 1 of world size 2: gloo" in logs[1]
     assert printed_metrics(logs[1]) == {}
 
-    metrics = json.loads((paths.host("/mnt/pvc/mnist-trainjob") / "metrics.json").read_text())
+    metrics = json.loads((paths.host("/mnt/pvc/mnist-torch") / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["test_accuracy"] >= FLOOR, metrics
     print(f"trainjob: {metrics['train_seconds'] / EPOCHS:.1f} s/epoch, {metrics['test_accuracy']}")

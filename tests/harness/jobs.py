@@ -42,6 +42,7 @@ runs and the kill happens the first time it returns True, e.g. once a checkpoint
 
 from __future__ import annotations
 
+import shlex
 import signal
 import subprocess
 import threading
@@ -325,7 +326,10 @@ class _Runner:
 
     def _start(self, slot: _Slot) -> None:
         attempt = len(slot.result.exit_codes) + 1
-        _log_line(slot, f"===== {slot.result.name} attempt {attempt}: {' '.join(slot.argv)}")
+        # One line, whatever the command: a shell script's own lines would read as log output
+        # (and as `name=value` metrics to a StdOut collector).
+        command = shlex.join(slot.argv).replace("\n", "\\n")
+        _log_line(slot, f"===== {slot.result.name} attempt {attempt}: {command}")
         slot.proc = procs.start(
             slot.argv, log_path=slot.result.log_path, env=slot.env, cwd=slot.cwd
         )
