@@ -2,23 +2,37 @@
 
     python -m mnist.client --image digit.png                       # a server on localhost:8080
     python -m mnist.client --image a.png b.png --protocol v2
-    python -m mnist.client --image digit.png --url http://INGRESS_IP \\
-        --host-header mnist.kubeflow-user-example-com.example.com  # through a cluster ingress
+    KUBEFLOW_TOKEN=$(kubectl -n kubeflow-user-example-com create token default-editor) \\
+    python -m mnist.client --image digit.png --url http://localhost:8080 \\
+        --host-header mnist-kubeflow-user-example-com.example.com  # through Kubeflow's ingress
 
 Each image goes base64-encoded in one request (V1: `{"b64": ...}` instances, V2: a BYTES
 tensor), so the server applies its PNG rules (mnist/serve.py): greyscale, square, resized to
 28 x 28, inverted when the background is light. Prints, per image, the digit, its probability
 and all ten class probabilities. Exits 1 with the server's message when it answers an error.
+
+Kubeflow's ingress lets a request through its auth proxy (oauth2-proxy) with a bearer token
+(`--token`, or KUBEFLOW_TOKEN: a Kubernetes ServiceAccount token where the install accepts
+them) or the browser's session cookie (`--cookie`, or KUBEFLOW_COOKIE: "oauth2_proxy_kubeflow=
+<value>", or the value alone). Neither is ever printed; the environment variables keep them out
+of the shell's history and the process list. Without them the proxy answers with a redirect to
+its login page, which the client reports instead of following.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
+
+TOKEN_VARIABLE = "KUBEFLOW_TOKEN"
+COOKIE_VARIABLE = "KUBEFLOW_COOKIE"
+PROXY_COOKIE = "oauth2_proxy_kubeflow"  # cookie_name in Kubeflow's oauth2_proxy.cfg
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,12 +56,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--host-header",
         default=None,
         help="Host header for an ingress that routes by host, e.g. "
-        "mnist.kubeflow-user-example-com.example.com (default: none)",
+        "mnist-kubeflow-user-example-com.example.com, KServe's Standard mode (default: none)",
     )
     parser.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait (default: %(default)s)"
     )
-    return parser.parse_args(argv)
+    # The defaults are read after parsing, so that --help never shows a credential.
+    parser.add_argument(
+        "--token",
+        default=None,
+        help=f"bearer token for Kubeflow's auth proxy, e.g. `kubectl -n NS create token "
+        f"default-editor` (default: ${TOKEN_VARIABLE}, else none)",
+    )
+    parser.add_argument(
+        "--cookie",
+        default=None,
+        help=f"Kubeflow session cookie, {PROXY_COOKIE}=VALUE or VALUE alone "
+        f"(default: ${COOKIE_VARIABLE}, else none)",
+    )
+    args = parser.parse_args(argv)
+    args.token = args.token or os.environ.get(TOKEN_VARIABLE) or None
+    args.cookie = args.cookie or os.environ.get(COOKIE_VARIABLE) or None
+    return args
+
+
+def auth_headers(token: str | None, cookie: str | None) -> dict[str, str]:
+    """The headers that carry a request through Kubeflow's auth proxy."""
+    headers = {}
+    if token:
+        headers["Authorization"] = f"Bearer {token.strip()}"
+    if cookie:
+        cookie = cookie.strip()
+        headers["Cookie"] = cookie if "=" in cookie else f"{PROXY_COOKIE}={cookie}"
+    return headers
 
 
 def request_for(images: list[bytes], model: str, protocol: str) -> tuple[str, dict]:
@@ -78,22 +119,50 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     path, body = request_for(images, args.model, args.protocol)
-    headers = {"Host": args.host_header} if args.host_header else {}
+    headers = auth_headers(args.token, args.cookie)
+    if args.host_header:
+        headers["Host"] = args.host_header
+    signed_in = bool(args.token or args.cookie)
+    login = f"pass --token or --cookie (or ${TOKEN_VARIABLE}); mnist/README.md shows how"
     try:
+        # Not following redirects: an auth proxy's redirect leads to a login page, and the
+        # credentials must not travel on to wherever it points.
         response = requests.post(
-            args.url.rstrip("/") + path, json=body, headers=headers, timeout=args.timeout
+            args.url.rstrip("/") + path,
+            json=body,
+            headers=headers,
+            timeout=args.timeout,
+            allow_redirects=False,
         )
     except requests.RequestException as e:
         print(f"error: no answer from {args.url}: {e}", file=sys.stderr)
+        return 1
+    if response.is_redirect:
+        where = urlsplit(response.headers.get("Location", ""))
+        print(
+            f"error: the server redirected to {where.scheme}://{where.netloc}{where.path}, "
+            + ("a login page: the token or cookie was not accepted" if signed_in else login),
+            file=sys.stderr,
+        )
         return 1
     if response.status_code >= 400:
         try:
             message = response.json()["error"]
         except (ValueError, TypeError, KeyError):  # an ingress or proxy page, not our JSON
-            message = response.text
+            message = response.text.strip()
+        if response.status_code in (401, 403) and not signed_in:
+            message += f" ({login})"
         print(f"error: the server answered {response.status_code}: {message}", file=sys.stderr)
         return 1
-    results = answers(response.json(), args.protocol)
+    try:
+        results = answers(response.json(), args.protocol)
+    except (ValueError, TypeError, KeyError, IndexError, ZeroDivisionError):
+        print(
+            f"error: the answer from {args.url} is not a {args.protocol} prediction "
+            f"(an ingress page?): {response.text[:200]}",
+            file=sys.stderr,
+        )
+        return 1
     if len(results) != len(args.image):
         print(f"error: {len(args.image)} images sent, {len(results)} answers", file=sys.stderr)
         return 1

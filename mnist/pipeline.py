@@ -2,6 +2,7 @@
 
     python -m mnist.pipeline                  # compiles to mnist/manifests/pipeline.yaml
     python -m mnist.pipeline --output FILE    # compiles elsewhere
+    python -m mnist.pipeline --image REGISTRY/mnist:TAG --output FILE   # your own image
 
 Upload the YAML in the Kubeflow Pipelines UI (or `kfp.Client().create_run_from_pipeline_package`)
 and run it in your profile namespace; its defaults train on the full MNIST. On a laptop the same
@@ -11,31 +12,43 @@ would create.
 
 Every component runs in the case image, which already holds this package and everything it
 imports, so components import inside their bodies (only a component's source ships to the
-cluster), set `install_kfp_package=False` and install nothing at run time.
+cluster), set `install_kfp_package=False` and install nothing at run time. KFP writes a
+component's image into the YAML when this module is imported, so the image is a compile-time
+setting: `--image`, or the MNIST_IMAGE environment variable, else the image
+manifests/kustomization.yaml names. The deploy step's `serving_image` is a run parameter whose
+default is that same image.
 
-What the cluster needs for the deploy step:
-- RBAC: in a full Kubeflow install, runs in a profile namespace use its `default-editor`
-  ServiceAccount, bound to the `kubeflow-edit` ClusterRole, into which KServe's Kubeflow install
-  aggregates create/get/update on `inferenceservices`: nothing to add. Standalone KFP runs as
-  `pipeline-runner`, which needs a Role with those verbs on `serving.kserve.io/inferenceservices`
-  in the target namespace.
-- Storage: the InferenceService reads the model from the pipeline's artifact store (KFP's
-  MinIO, `minio://` URIs, served to KServe as `s3://`). Its predictor runs as the
-  ServiceAccount named by `serving_account` (default `mnist-serving`), which must list a Secret
-  holding the store's `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (for KFP's MinIO, the
-  keys of the `mlpipeline-minio-artifact` Secret), annotated
-  `serving.kserve.io/s3-endpoint: minio-service.kubeflow:9000` and
-  `serving.kserve.io/s3-usehttps: "0"`. Create both yourself; no credentials live in this repo.
+What the cluster needs for the deploy step (manifests/rbac.yaml and manifests/storage/):
+- RBAC: in a Kubeflow profile, runs use the namespace's `default-editor` ServiceAccount, which
+  may already create InferenceServices (KServe's Kubeflow install aggregates them into
+  `kubeflow-edit`); standalone Kubeflow Pipelines runs as `pipeline-runner` in `kubeflow`, which
+  may not. rbac.yaml's Role and RoleBinding give both create/get/update/patch/delete on
+  `serving.kserve.io/inferenceservices` in the namespace it is applied to.
+- Storage: the InferenceService reads the model from the pipeline's artifact store. Since
+  Kubeflow Pipelines 2.15 that is SeaweedFS (Service `seaweedfs`, namespace `kubeflow`, S3 on
+  port 9000); artifact URIs still read `minio://mlpipeline/...`, which the deploy step hands to
+  KServe as `s3://mlpipeline/...`. The predictor runs as the ServiceAccount named by
+  `serving_account` (default `mnist-serving`, in rbac.yaml), which lists the Secret
+  `mnist-storage`: the store's key pair as `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY`,
+  annotated with the store's endpoint. manifests/storage/ generates it from a git-ignored
+  storage.env; no credentials live in this repository.
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from kfp import compiler, dsl
 from kfp.dsl import Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-IMAGE = "ghcr.io/kubeflow-case-studies/mnist:0.1.0"
+# The image manifests/kustomization.yaml names (and case.toml); MNIST_IMAGE replaces it when this
+# module is imported, which is when KFP fixes each component's image.
+DEFAULT_IMAGE = "ghcr.io/kubeflow-case-studies/mnist:0.1.0"
+IMAGE_VARIABLE = "MNIST_IMAGE"
+IMAGE = os.environ.get(IMAGE_VARIABLE) or DEFAULT_IMAGE
 COMPILED = Path(__file__).resolve().parent / "manifests" / "pipeline.yaml"
 
 
@@ -154,7 +167,9 @@ def deploy(
     import yaml
 
     uri = model.uri
-    if uri.startswith("minio://"):  # KFP's MinIO speaks S3; KServe reads s3://, not minio://
+    # KFP names its store minio:// (SeaweedFS since KFP 2.15, MinIO before): both speak S3, and
+    # KServe's storage initializer reads s3://, not minio://.
+    if uri.startswith("minio://"):
         uri = "s3://" + uri.removeprefix("minio://")
     # mnist/manifests/inferenceservice.yaml with this run's model (a test keeps the two alike):
     # a custom-container predictor; KServe's storage initializer copies STORAGE_URI to
@@ -179,7 +194,12 @@ def deploy(
     manifest = {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": {"name": service_name, "labels": {"app.kubernetes.io/name": "mnist"}},
+        "metadata": {
+            "name": service_name,
+            "labels": {"app.kubernetes.io/name": "mnist"},
+            # A plain Deployment and Service, no Knative (RawDeployment: its deprecated name).
+            "annotations": {"serving.kserve.io/deploymentMode": "Standard"},
+        },
         "spec": {"predictor": predictor},
     }
     with Path(inference_service.path).open("w") as f:
@@ -193,7 +213,7 @@ def deploy(
     from kubernetes import client, config
     from kubernetes.client.rest import ApiException
 
-    config.load_incluster_config()  # the run's ServiceAccount (RBAC: module docstring)
+    config.load_incluster_config()  # the run's ServiceAccount (RBAC: manifests/rbac.yaml)
     if not namespace:  # the run's own namespace, e.g. the Kubeflow profile's
         namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text()
     where = {
@@ -234,6 +254,7 @@ def mnist_pipeline(
     service_name: str = "mnist",
     namespace: str = "",
     serving_account: str = "mnist-serving",
+    serving_image: str = IMAGE,
 ):
     """Defaults are mnist.train's, on the full data; namespace "" means the run's own."""
     data = load_data(sample=sample)
@@ -261,7 +282,7 @@ def mnist_pipeline(
             service_name=service_name,
             namespace=namespace,
             serving_account=serving_account,
-            serving_image=IMAGE,
+            serving_image=serving_image,
         )
         # It acts on the cluster: a cached result would skip re-creating a deleted service.
         served.set_caching_options(False)
@@ -275,8 +296,25 @@ def main(argv: list[str] | None = None) -> None:
         default=COMPILED,
         help="where the YAML goes (default: mnist/manifests/pipeline.yaml)",
     )
+    parser.add_argument(
+        "--image",
+        default=IMAGE,
+        help=f"the image every step runs in and the default serving_image (default: "
+        f"${IMAGE_VARIABLE}, else {DEFAULT_IMAGE})",
+    )
     args = parser.parse_args(argv)
+    if not args.image.strip():
+        parser.error("--image needs an image name, e.g. registry.example.com/mnist:0.1.0")
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.image != IMAGE:
+        # The components took their image when this module was imported: compile in a fresh
+        # interpreter that imports it with the other one.
+        root = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, IMAGE_VARIABLE: args.image, "PYTHONPATH": path}
+        command = [sys.executable, "-m", "mnist.pipeline", "--output", str(args.output)]
+        subprocess.run(command, env=env, check=True)
+        return
     compiler.Compiler().compile(mnist_pipeline, str(args.output))
     print(f"wrote {args.output}")
 

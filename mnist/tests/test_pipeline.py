@@ -4,7 +4,9 @@
 
 Two local runs (kfp.local SubprocessRunner, one subprocess per task, each importing TensorFlow;
 their logs stream as they go): one that reaches the threshold, shared by most tests, and a
-1-epoch one that cannot. The deploy step's cluster branch runs against a fake API server.
+1-epoch one that cannot. The deploy step's cluster branch runs against a fake API server. The
+image is a compile-time setting (`--image`, MNIST_IMAGE); compiling with another one is checked
+here too.
 """
 
 from pathlib import Path
@@ -17,7 +19,7 @@ from kfp import dsl
 from kubernetes.client.rest import ApiException
 
 from mnist import data, pipeline
-from tests.harness import manifests
+from tests.harness import cases, manifests
 from tests.harness.pipelines import LocalRun, compiled_drift, find_pipeline, run_local
 
 # The resource requests are for the cluster; kfp.local says it ignores them, once per task.
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Task .* no effect in the current
 SMOKE = {"sample": True, "epochs": 2, "threshold": 0.9}
 STEPS = ["deploy", "evaluate", "load-data", "train"]
 CASE = Path(pipeline.__file__).parent
+MODE = "serving.kserve.io/deploymentMode"  # KServe 0.16+: Standard; RawDeployment is deprecated
 
 
 def run_pipeline(arguments: dict, workdir: Path) -> LocalRun:
@@ -90,6 +93,7 @@ def test_deploy_renders_a_valid_inference_service_for_the_model(run: LocalRun) -
     isvc = yaml.safe_load(run.artifact("deploy", "inference_service").read_text())
     assert manifests.validate(isvc) == []
     assert isvc["metadata"]["name"] == "mnist"
+    assert isvc["metadata"]["annotations"][MODE] == "Standard"  # not RawDeployment, not Knative
     predictor = isvc["spec"]["predictor"]
     assert predictor["serviceAccountName"] == "mnist-serving"
     container = predictor["containers"][0]
@@ -123,6 +127,21 @@ def test_deploy_is_skipped_below_the_threshold(tmp_path: Path) -> None:
     assert not skipped.ran("deploy")
 
 
+def test_the_committed_inference_service_asks_for_standard_mode() -> None:
+    committed = manifests.load(CASE / "manifests" / "inferenceservice.yaml")[0]
+    assert committed["metadata"].get("annotations", {}).get(MODE) == "Standard"
+
+
+def test_the_default_image_is_the_one_the_kustomization_names() -> None:
+    assert cases.load_case(CASE).image == pipeline.DEFAULT_IMAGE
+    kustomization = yaml.safe_load((CASE / "manifests" / "kustomization.yaml").read_text())
+    name, _, tag = pipeline.DEFAULT_IMAGE.rpartition(":")
+    assert {"name": name, "newTag": tag} in kustomization["images"]
+    # The committed YAML is compiled with the default: a test run with MNIST_IMAGE set would
+    # compare another image against it.
+    assert pipeline.IMAGE == pipeline.DEFAULT_IMAGE, f"unset {pipeline.IMAGE_VARIABLE} to test"
+
+
 def test_committed_yaml_is_in_step_with_pipeline_py() -> None:
     assert find_pipeline(pipeline) is pipeline.mnist_pipeline
     assert compiled_drift(pipeline.mnist_pipeline, pipeline.COMPILED) is None
@@ -144,6 +163,39 @@ def test_every_component_uses_the_case_image_and_installs_nothing() -> None:
         command = " ".join(container["command"] + container.get("args", []))
         assert "pip install" not in command, f"{name} installs packages at run time"
         assert "from __future__ import annotations" not in command, name
+
+
+def test_compiling_with_another_image_puts_it_in_every_step(tmp_path: Path) -> None:
+    image = "registry.example.com/team/mnist:1.2.3"
+    out = tmp_path / "pipeline.yaml"
+    pipeline.main(["--image", image, "--output", str(out)])
+    spec = yaml.safe_load(out.read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    assert sorted(executors) == [f"exec-{step}" for step in STEPS]
+    assert {name: e["container"]["image"] for name, e in executors.items()} == {
+        name: image for name in executors
+    }
+    # ... and the deploy step serves it unless a run says otherwise.
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["serving_image"]["defaultValue"] == image
+    assert pipeline.DEFAULT_IMAGE not in out.read_text()
+
+
+def test_the_serving_image_is_a_run_parameter() -> None:
+    spec = yaml.safe_load(pipeline.COMPILED.read_text())
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["serving_image"]["defaultValue"] == pipeline.IMAGE
+    gate = spec["components"]["comp-condition-1"]["dag"]["tasks"]["deploy"]
+    assert gate["inputs"]["parameters"]["serving_image"] == {
+        "componentInputParameter": "pipelinechannel--serving_image"
+    }
+
+
+def test_an_empty_image_is_refused(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        pipeline.main(["--image", " ", "--output", "unused.yaml"])
+    assert exit_.value.code == 2
+    assert "--image needs an image name" in capsys.readouterr().err
 
 
 def test_deploy_is_gated_on_the_threshold_and_never_cached() -> None:
@@ -223,7 +275,9 @@ def test_deploy_creates_the_inference_service_then_replaces_it(api_server, tmp_p
     assert stored["metadata"]["resourceVersion"] == "2"  # created once, then replaced
     assert stored["spec"] == second["spec"]
     assert manifests.validate(second) == []
-    # KFP's MinIO artifacts reach KServe's storage initializer over S3.
+    assert stored["metadata"]["annotations"] == {MODE: "Standard"}
+    # KFP's minio:// artifacts (in SeaweedFS since KFP 2.15) reach KServe's storage initializer
+    # over S3.
     env = stored["spec"]["predictor"]["containers"][0]["env"]
     assert env == [
         {"name": "STORAGE_URI", "value": "s3://mlpipeline/v2/artifacts/mnist/run-2/train/model"}
