@@ -2,6 +2,7 @@
 
     python -m income_census.pipeline                  # compiles income_census/manifests/pipeline.yaml
     python -m income_census.pipeline --output FILE    # compiles elsewhere
+    python -m income_census.pipeline --image REGISTRY/income-census:TAG --output FILE
 
 Upload the YAML in the Kubeflow Pipelines UI (or `kfp.Client().create_run_from_pipeline_package`)
 and run it in your profile namespace; its defaults train the book's RandomForest on the full Adult
@@ -13,18 +14,28 @@ The explain step writes anchors for a few test rows as a Markdown artifact, whic
 shows in the run's Visualizations tab.
 
 Every component runs in the case image, which holds this package and everything it imports, so
-components import inside their bodies, set `install_kfp_package=False` and install nothing.
+components import inside their bodies, set `install_kfp_package=False` and install nothing. KFP
+writes a component's image into the YAML when this module is imported, so the image is a
+compile-time setting: `--image`, or the INCOME_CENSUS_IMAGE environment variable, else the image
+manifests/kustomization.yaml names; the deploy step's `serving_image` run parameter defaults to
+it.
 
-What the cluster needs for the deploy step (as in mnist/pipeline.py): in a Kubeflow profile the
-run's `default-editor` ServiceAccount may create InferenceServices; the predictor and explainer
-read the model from KFP's MinIO (`s3://`) as the ServiceAccount `serving_account` (default
-`income-serving`), which you create with a Secret holding the store's `AWS_ACCESS_KEY_ID` and
-`AWS_SECRET_ACCESS_KEY` and the annotations `serving.kserve.io/s3-endpoint:
-minio-service.kubeflow:9000` and `serving.kserve.io/s3-usehttps: "0"`. No credentials live here.
+What the cluster needs for the deploy step (as in mnist/pipeline.py): manifests/rbac.yaml lets
+the run's ServiceAccount (`default-editor` in a Kubeflow profile, which may already,
+`pipeline-runner` with standalone Kubeflow Pipelines, which may not) create and replace
+InferenceServices, and holds `income-serving`, the `serving_account` the predictor and explainer
+run as. It lists the Secret `income-storage` (the artifact store's `AWS_ACCESS_KEY_ID` and
+`AWS_SECRET_ACCESS_KEY`, annotated with its endpoint), which manifests/storage/ makes from a
+git-ignored storage.env: KServe's storage initializer reads the model with it from Kubeflow
+Pipelines' store, SeaweedFS since KFP 2.15 (Service `seaweedfs.kubeflow`, S3 on port 9000), whose
+`minio://` artifact URIs the deploy step hands to KServe as `s3://`. No credentials live here.
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from kfp import compiler, dsl
@@ -39,7 +50,11 @@ from kfp.dsl import (
     Output,
 )
 
-IMAGE = "ghcr.io/kubeflow-case-studies/income-census:0.1.0"
+# The image manifests/kustomization.yaml names (and case.toml); INCOME_CENSUS_IMAGE replaces it
+# when this module is imported, which is when KFP fixes each component's image.
+DEFAULT_IMAGE = "ghcr.io/kubeflow-case-studies/income-census:0.1.0"
+IMAGE_VARIABLE = "INCOME_CENSUS_IMAGE"
+IMAGE = os.environ.get(IMAGE_VARIABLE) or DEFAULT_IMAGE
 COMPILED = Path(__file__).resolve().parent / "manifests" / "pipeline.yaml"
 
 
@@ -191,7 +206,9 @@ def deploy(
     import yaml
 
     uri = model.uri
-    if uri.startswith("minio://"):  # KFP's MinIO speaks S3; KServe reads s3://, not minio://
+    # KFP names its store minio:// (SeaweedFS since KFP 2.15, MinIO before): both speak S3, and
+    # KServe's storage initializer reads s3://, not minio://.
+    if uri.startswith("minio://"):
         uri = "s3://" + uri.removeprefix("minio://")
 
     def component(cpu_request: str, max_replicas: int) -> dict:
@@ -219,7 +236,12 @@ def deploy(
     manifest = {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
-        "metadata": {"name": service_name, "labels": {"app.kubernetes.io/name": "income-census"}},
+        "metadata": {
+            "name": service_name,
+            "labels": {"app.kubernetes.io/name": "income-census"},
+            # A plain Deployment and Service, no Knative (RawDeployment: its deprecated name).
+            "annotations": {"serving.kserve.io/deploymentMode": "Standard"},
+        },
         "spec": {"predictor": component("250m", 3), "explainer": component("500m", 1)},
     }
     with Path(inference_service.path).open("w") as f:
@@ -233,7 +255,7 @@ def deploy(
     from kubernetes import client, config
     from kubernetes.client.rest import ApiException
 
-    config.load_incluster_config()  # the run's ServiceAccount
+    config.load_incluster_config()  # the run's ServiceAccount (RBAC: manifests/rbac.yaml)
     if not namespace:  # the run's own namespace, e.g. the Kubeflow profile's
         namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text()
     where = {
@@ -275,6 +297,7 @@ def income_pipeline(
     service_name: str = "income",
     namespace: str = "",
     serving_account: str = "income-serving",
+    serving_image: str = IMAGE,
 ):
     """Defaults are income_census.train's, on the full data; namespace "" means the run's own."""
     data = load_data(sample=sample)
@@ -306,7 +329,7 @@ def income_pipeline(
             service_name=service_name,
             namespace=namespace,
             serving_account=serving_account,
-            serving_image=IMAGE,
+            serving_image=serving_image,
         )
         # It acts on the cluster: a cached result would skip re-creating a deleted service.
         served.set_caching_options(False)
@@ -320,8 +343,25 @@ def main(argv: list[str] | None = None) -> None:
         default=COMPILED,
         help="where the YAML goes (default: income_census/manifests/pipeline.yaml)",
     )
+    parser.add_argument(
+        "--image",
+        default=IMAGE,
+        help=f"the image every step runs in and the default serving_image (default: "
+        f"${IMAGE_VARIABLE}, else {DEFAULT_IMAGE})",
+    )
     args = parser.parse_args(argv)
+    if not args.image.strip():
+        parser.error("--image needs an image name, e.g. registry.example.com/income-census:0.1.0")
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.image != IMAGE:
+        # The components took their image when this module was imported: compile in a fresh
+        # interpreter that imports it with the other one.
+        root = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, IMAGE_VARIABLE: args.image, "PYTHONPATH": path}
+        command = [sys.executable, "-m", "income_census.pipeline", "--output", str(args.output)]
+        subprocess.run(command, env=env, check=True)
+        return
     compiler.Compiler().compile(income_pipeline, str(args.output))
     print(f"wrote {args.output}")
 

@@ -4,7 +4,8 @@
 
 Two local runs (kfp.local SubprocessRunner, one subprocess per task): one that reaches the
 threshold, shared by most tests, and one with a threshold no model reaches. The deploy step's
-cluster branch runs against a fake API server.
+cluster branch runs against a fake API server. The image is a compile-time setting (`--image`,
+INCOME_CENSUS_IMAGE); compiling with another one is checked here too.
 """
 
 from pathlib import Path
@@ -26,6 +27,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Task .* no effect in the current
 CASE = Path(pipeline.__file__).parent
 SMOKE = cases.load_case(CASE).smoke["pipeline"]["arguments"]  # the sample, threshold 0.82
 STEPS = ["deploy", "evaluate", "explain", "load-data", "train"]
+MODE = "serving.kserve.io/deploymentMode"  # KServe 0.16+: Standard; RawDeployment is deprecated
 
 
 def run_pipeline(arguments: dict, workdir: Path) -> LocalRun:
@@ -84,6 +86,7 @@ def test_deploy_renders_the_committed_inference_service_but_for_the_model(run: L
     """What the pipeline deploys is what manifests/inferenceservice.yaml serves."""
     rendered = yaml.safe_load(run.artifact("deploy", "inference_service").read_text())
     assert manifests.validate(rendered) == []
+    assert rendered["metadata"]["annotations"][MODE] == "Standard"  # not RawDeployment, Knative
     model = str(run.artifact("train", "model"))
     committed = manifests.load(CASE / "manifests" / "inferenceservice.yaml")[0]
     for isvc in (rendered, committed):
@@ -100,6 +103,21 @@ def test_deploy_is_skipped_below_the_threshold(tmp_path: Path) -> None:
     skipped = run_pipeline({**SMOKE, "threshold": 1.01}, tmp_path)
     assert skipped.tasks() == ["evaluate", "explain", "load-data", "train"]
     assert 0.5 < skipped.parameters("evaluate")["Output"] < 1.01  # it ran, and was not enough
+
+
+def test_the_committed_inference_service_asks_for_standard_mode() -> None:
+    committed = manifests.load(CASE / "manifests" / "inferenceservice.yaml")[0]
+    assert committed["metadata"].get("annotations", {}).get(MODE) == "Standard"
+
+
+def test_the_default_image_is_the_one_the_kustomization_names() -> None:
+    assert cases.load_case(CASE).image == pipeline.DEFAULT_IMAGE
+    kustomization = yaml.safe_load((CASE / "manifests" / "kustomization.yaml").read_text())
+    name, _, tag = pipeline.DEFAULT_IMAGE.rpartition(":")
+    assert {"name": name, "newTag": tag} in kustomization["images"]
+    # The committed YAML is compiled with the default: a test run with INCOME_CENSUS_IMAGE set
+    # would compare another image against it.
+    assert pipeline.IMAGE == pipeline.DEFAULT_IMAGE, f"unset {pipeline.IMAGE_VARIABLE} to test"
 
 
 def test_committed_yaml_is_in_step_with_pipeline_py(tmp_path: Path) -> None:
@@ -119,6 +137,39 @@ def test_every_component_uses_the_case_image_and_installs_nothing() -> None:
         assert container["image"] == pipeline.IMAGE, name
         command = " ".join(container["command"] + container.get("args", []))
         assert "pip install" not in command, f"{name} installs packages at run time"
+
+
+def test_compiling_with_another_image_puts_it_in_every_step(tmp_path: Path) -> None:
+    image = "registry.example.com/team/income-census:1.2.3"
+    out = tmp_path / "pipeline.yaml"
+    pipeline.main(["--image", image, "--output", str(out)])
+    spec = yaml.safe_load(out.read_text())
+    executors = spec["deploymentSpec"]["executors"]
+    assert sorted(executors) == [f"exec-{step}" for step in STEPS]
+    assert {name: e["container"]["image"] for name, e in executors.items()} == {
+        name: image for name in executors
+    }
+    # ... and the deploy step serves it unless a run says otherwise.
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["serving_image"]["defaultValue"] == image
+    assert pipeline.DEFAULT_IMAGE not in out.read_text()
+
+
+def test_the_serving_image_is_a_run_parameter() -> None:
+    spec = yaml.safe_load(pipeline.COMPILED.read_text())
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    assert parameters["serving_image"]["defaultValue"] == pipeline.IMAGE
+    deploy = spec["components"]["comp-condition-1"]["dag"]["tasks"]["deploy"]
+    assert deploy["inputs"]["parameters"]["serving_image"] == {
+        "componentInputParameter": "pipelinechannel--serving_image"
+    }
+
+
+def test_an_empty_image_is_refused(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        pipeline.main(["--image", "", "--output", "unused.yaml"])
+    assert exit_.value.code == 2
+    assert "--image needs an image name" in capsys.readouterr().err
 
 
 class FakeCustomObjects:
@@ -167,7 +218,9 @@ def test_deploy_creates_then_replaces_in_a_cluster(monkeypatch, tmp_path: Path) 
         assert rendered.metadata["namespace"] == "team-a"
     stored = api.objects["team-a/income"]
     assert stored["metadata"]["resourceVersion"] == "2"  # created once, then replaced
+    assert stored["metadata"]["annotations"] == {MODE: "Standard"}
     for part in ("predictor", "explainer"):
         env = stored["spec"][part]["containers"][0]["env"]
-        # KFP's MinIO artifacts reach KServe's storage initializer over S3.
+        # KFP's minio:// artifacts (in SeaweedFS since KFP 2.15) reach KServe's storage
+        # initializer over S3.
         assert env == [{"name": "STORAGE_URI", "value": "s3://mlpipeline/v2/run-2/train/model"}]
