@@ -2,6 +2,7 @@
 
     python -m ct_scans.pipeline                  # compiles ct_scans/manifests/pipeline.yaml
     python -m ct_scans.pipeline --output FILE    # compiles elsewhere
+    python -m ct_scans.pipeline --image REGISTRY/ct-scans:TAG --output FILE   # your own image
 
 The book's case study of several tools in one pipeline: pydicom reads the series, Spark computes
 the stochastic SVD, NumPy and matplotlib rebuild and draw the slices, and KFP shows the result
@@ -19,17 +20,29 @@ for one scan that is enough; for the many-machine version of the same computatio
 manifests/sparkapplication.yaml, which runs the same code on Spark executors.
 
 Every component runs in the case image (Java and PySpark included), so components import inside
-their bodies, set `install_kfp_package=False` and install nothing.
+their bodies, set `install_kfp_package=False` and install nothing. KFP writes a component's image
+into the YAML when this module is imported, so the image is a compile-time setting: `--image`,
+or the CT_SCANS_IMAGE environment variable, else the image manifests/kustomization.yaml names.
+
+The pipeline ends in its HTML report and deploys nothing, so it needs no RBAC beyond what every
+run has; its artifacts go to Kubeflow Pipelines' store (SeaweedFS since KFP 2.15).
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
 import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from kfp import compiler, dsl
 from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
-IMAGE = "ghcr.io/kubeflow-case-studies/ct-scans:0.1.0"
+# The image manifests/kustomization.yaml names (and case.toml); CT_SCANS_IMAGE replaces it when
+# this module is imported, which is when KFP fixes each component's image.
+DEFAULT_IMAGE = "ghcr.io/kubeflow-case-studies/ct-scans:0.1.0"
+IMAGE_VARIABLE = "CT_SCANS_IMAGE"
+IMAGE = os.environ.get(IMAGE_VARIABLE) or DEFAULT_IMAGE
 COMPILED = Path(__file__).resolve().parent / "manifests" / "pipeline.yaml"
 
 
@@ -208,8 +221,24 @@ def main(argv: list[str] | None = None) -> None:
         default=COMPILED,
         help="where the YAML goes (default: ct_scans/manifests/pipeline.yaml)",
     )
+    parser.add_argument(
+        "--image",
+        default=IMAGE,
+        help=f"the image every step runs in (default: ${IMAGE_VARIABLE}, else {DEFAULT_IMAGE})",
+    )
     args = parser.parse_args(argv)
+    if not args.image.strip():
+        parser.error("--image needs an image name, e.g. registry.example.com/ct-scans:0.1.0")
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    if args.image != IMAGE:
+        # The components took their image when this module was imported: compile in a fresh
+        # interpreter that imports it with the other one.
+        root = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, IMAGE_VARIABLE: args.image, "PYTHONPATH": path}
+        command = [sys.executable, "-m", "ct_scans.pipeline", "--output", str(args.output)]
+        subprocess.run(command, env=env, check=True)
+        return
     compiler.Compiler().compile(ct_pipeline, str(args.output))
     print(f"wrote {args.output}")
 

@@ -3,7 +3,8 @@
     .venv/bin/python -m pytest ct_scans/tests/test_pipeline.py -q
 
 One kfp.local run (a subprocess per task; the SVD step starts Spark in local mode), shared by
-the tests below.
+the tests below. The image is a compile-time setting (`--image`, CT_SCANS_IMAGE); compiling with
+another one is checked here too.
 """
 
 import re
@@ -14,12 +15,14 @@ import pytest
 import yaml
 
 from ct_scans import data, pipeline
+from tests.harness import cases
 from tests.harness.pipelines import LocalRun, compiled_drift, find_pipeline, run_local
 
 # The resource requests are for the cluster; kfp.local says it ignores them, once per task.
 pytestmark = pytest.mark.filterwarnings("ignore:Task .* no effect in the current local runner")
 
 STEPS = ["dicom-to-matrix", "load-scan", "svd-on-spark", "visualize"]
+CASE = Path(pipeline.__file__).parent
 
 
 @pytest.fixture(scope="module")
@@ -82,3 +85,32 @@ def test_every_component_uses_the_case_image_and_installs_nothing() -> None:
         assert container["image"] == pipeline.IMAGE, name
         command = " ".join(container["command"] + container.get("args", []))
         assert "pip install" not in command, f"{name} installs packages at run time"
+
+
+def test_the_default_image_is_the_one_the_kustomization_names() -> None:
+    assert cases.load_case(CASE).image == pipeline.DEFAULT_IMAGE
+    kustomization = yaml.safe_load((CASE / "manifests" / "kustomization.yaml").read_text())
+    name, _, tag = pipeline.DEFAULT_IMAGE.rpartition(":")
+    assert {"name": name, "newTag": tag} in kustomization["images"]
+    # The committed YAML is compiled with the default: a test run with CT_SCANS_IMAGE set would
+    # compare another image against it.
+    assert pipeline.IMAGE == pipeline.DEFAULT_IMAGE, f"unset {pipeline.IMAGE_VARIABLE} to test"
+
+
+def test_compiling_with_another_image_puts_it_in_every_step(tmp_path: Path) -> None:
+    image = "registry.example.com/team/ct-scans:1.2.3"
+    out = tmp_path / "pipeline.yaml"
+    pipeline.main(["--image", image, "--output", str(out)])
+    executors = yaml.safe_load(out.read_text())["deploymentSpec"]["executors"]
+    assert sorted(executors) == [f"exec-{step}" for step in STEPS]
+    assert {name: e["container"]["image"] for name, e in executors.items()} == {
+        name: image for name in executors
+    }
+    assert pipeline.DEFAULT_IMAGE not in out.read_text()
+
+
+def test_an_empty_image_is_refused(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        pipeline.main(["--image", "", "--output", "unused.yaml"])
+    assert exit_.value.code == 2
+    assert "--image needs an image name" in capsys.readouterr().err
