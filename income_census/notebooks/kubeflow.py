@@ -5,8 +5,9 @@
 # on this machine. This notebook takes the same code onto a Kubeflow cluster with the official
 # SDKs, one Kubeflow piece per section:
 #
-# 1. an **XGBoostJob** (Training Operator): XGBoost trained by two replicas at once, submitted
-#    with the `kubeflow-training` SDK;
+# 1. a **TrainJob** (Kubeflow Trainer v2): XGBoost trained by two nodes at once on Trainer's
+#    stock `xgboost-distributed` runtime, submitted and watched with the Kubeflow SDK's
+#    `TrainerClient`;
 # 2. a **Katib Experiment** that tunes XGBoost's rounds, depth, learning rate and leaf size with
 #    Tree-structured Parzen Estimators;
 # 3. a **Kubeflow Pipeline** (load, train, evaluate, explain, deploy if accurate enough) run with
@@ -59,57 +60,122 @@ def manifest(name: str) -> dict:
 print("cluster" if cluster else "local run through tests/harness", "| namespace", namespace)
 
 # %% [markdown]
-# ## 1. Distributed training: an XGBoostJob
+# ## 1. Distributed training: a TrainJob
 #
-# `manifests/xgboostjob.yaml` asks the Training Operator for a Master and a Worker, each running
-# `python -m income_census.train_distributed`. The operator gives every replica `MASTER_ADDR`,
-# `MASTER_PORT`, `WORLD_SIZE` and `RANK`; the master starts XGBoost's tracker on that port, both
-# join its collective and train on half of the rows each, and the gradient statistics are summed
-# across them at every tree level, so they grow one model together. Only the master writes it,
-# to `/mnt/pvc/income-xgboost` on the `income-models` volume. The `kubeflow-training` SDK wants
-# its own model object, so the YAML is deserialised into one.
+# `manifests/trainjob.yaml` asks Kubeflow Trainer for two nodes on its stock `xgboost-distributed`
+# runtime, each running `python -m income_census.train_distributed`. The runtime tells every
+# node who it is: `DMLC_TASK_ID` (its index, 0 or 1), `DMLC_NUM_WORKER` (2) and
+# `DMLC_TRACKER_URI`/`DMLC_TRACKER_PORT` (node 0's DNS name and port 29500). Node 0 starts
+# XGBoost's tracker there, both join its collective and train on half of the rows each, and the
+# gradient statistics are summed across them at every tree level, so they grow one model
+# together. Only node 0 writes it, to `/mnt/pvc/income-xgboost` on the `income-models` volume.
+#
+# The Kubeflow SDK's `TrainerClient` submits it. `CustomTrainerContainer` says which image runs
+# on how many nodes with what resources, `TrainerCommand` and `TrainerArgs` what it runs, and a
+# `RuntimePatch` adds the shared volume, the pod's `fsGroup` and the container's
+# `securityContext` to the runtime's `node` job (a TrainJob's trainer cannot declare volumes).
+# Each value is read from the manifest, so the SDK creates the TrainJob `kubectl apply` would.
+# (On a cluster that still runs the Training Operator v1, `manifests/legacy-v1/xgboostjob.yaml`
+# is the same training as an XGBoostJob.)
 
 # %%
 import json
 
-from kubeflow.training import ApiClient, TrainingClient
-
-
-class _Response:
-    """What ApiClient.deserialize reads: a body with JSON in .data."""
-
-    def __init__(self, doc: dict) -> None:
-        self.data = json.dumps(doc)
-
-
-xgbjob = ApiClient().deserialize(_Response(manifest("xgboostjob.yaml")), "KubeflowOrgV1XGBoostJob")
-master = xgbjob.spec.xgb_replica_specs["Master"].template.spec.containers[0]
-print(
-    f"XGBoostJob {xgbjob.metadata.name}:",
-    {k: v.replicas for k, v in xgbjob.spec.xgb_replica_specs.items()},
+from kubeflow.trainer import CustomTrainerContainer
+from kubeflow.trainer.options import (
+    ContainerPatch,
+    JobSetSpecPatch,
+    JobSetTemplatePatch,
+    JobSpecPatch,
+    JobTemplatePatch,
+    Labels,
+    Name,
+    PodSpecPatch,
+    PodTemplatePatch,
+    ReplicatedJobPatch,
+    RuntimePatch,
+    TrainerArgs,
+    TrainerCommand,
+    TrainingRuntimeSpecPatch,
 )
-print("command:", " ".join(master.command + master.args))
+
+trainjob = manifest("trainjob.yaml")
+spec = trainjob["spec"]
+# The manifest's patch of the runtime's `node` job: its pods' template and `node` container.
+patched = spec["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]
+(node_job,) = patched["replicatedJobs"]
+pod = node_job["template"]["spec"]["template"]
+(node_container,) = pod["spec"]["containers"]
+
+trainer = CustomTrainerContainer(
+    image=spec["trainer"]["image"],
+    num_nodes=spec["trainer"]["numNodes"],
+    # The SDK sets requests and limits alike, as the manifest does.
+    resources_per_node=spec["trainer"]["resourcesPerNode"]["limits"],
+)
+volume_patch = RuntimePatch(
+    training_runtime_spec=TrainingRuntimeSpecPatch(
+        template=JobSetTemplatePatch(
+            spec=JobSetSpecPatch(
+                replicated_jobs=[
+                    ReplicatedJobPatch(
+                        name=node_job["name"],
+                        template=JobTemplatePatch(
+                            spec=JobSpecPatch(
+                                template=PodTemplatePatch(
+                                    metadata=pod["metadata"],
+                                    spec=PodSpecPatch(
+                                        security_context=pod["spec"]["securityContext"],
+                                        volumes=pod["spec"]["volumes"],
+                                        containers=[
+                                            ContainerPatch(
+                                                name=node_container["name"],
+                                                security_context=node_container["securityContext"],
+                                                volume_mounts=node_container["volumeMounts"],
+                                            )
+                                        ],
+                                    ),
+                                )
+                            )
+                        ),
+                    )
+                ]
+            )
+        )
+    )
+)
+options = [
+    Name(trainjob["metadata"]["name"]),
+    Labels(trainjob["metadata"]["labels"]),
+    TrainerCommand(spec["trainer"]["command"]),
+    TrainerArgs(spec["trainer"]["args"]),
+    volume_patch,
+]
+print(f"TrainJob {trainjob['metadata']['name']} on {spec['runtimeRef']['name']}:", end=" ")
+print(f"{trainer.num_nodes} nodes, each {trainer.resources_per_node}")
+print("command:", " ".join(spec["trainer"]["command"] + spec["trainer"]["args"]))
 
 # %%
 if cluster:
-    training = TrainingClient(namespace=namespace)
-    training.create_job(job=xgbjob)
-    training.wait_for_job_conditions(
-        xgbjob.metadata.name, job_kind="XGBoostJob", wait_timeout=timeout
+    from kubeflow.trainer import KubernetesBackendConfig, TrainerClient
+
+    trainer_client = TrainerClient(KubernetesBackendConfig(namespace=namespace))
+    job_name = trainer_client.train(
+        runtime=spec["runtimeRef"]["name"], trainer=trainer, options=options
     )
-    logs, _ = training.get_job_logs(xgbjob.metadata.name, job_kind="XGBoostJob", follow=False)
-    print("\n".join(logs.values())[-3000:])
+    finished = trainer_client.wait_for_job_status(job_name, timeout=timeout, polling_interval=10)
+    print(f"TrainJob {job_name}: {finished.status}")
+    # node-0 is rank 0: the tracker, and the only node that evaluates and writes the model.
+    print("\n".join(trainer_client.get_job_logs(job_name, step="node-0"))[-3000:])
 else:
     from tests.harness import jobs
 
-    job = jobs.run_job(
-        ApiClient().sanitize_for_serialization(xgbjob), workdir=work / "xgboostjob", timeout=timeout
-    )
+    job = jobs.run_job(trainjob, workdir=work / "trainjob", timeout=timeout)
     print(job.summary())
     job.raise_for_failure()
     print(job.primary().log()[-1500:])
-    # The master wrote the model where /mnt/pvc/income-xgboost stands on this machine.
-    xgb_model_dir = next((work / "xgboostjob").rglob("model.joblib")).parent
+    # Node 0 wrote the model where /mnt/pvc/income-xgboost stands on this machine.
+    xgb_model_dir = next((work / "trainjob").rglob("model.joblib")).parent
     print("metrics.json:", json.loads((xgb_model_dir / "metrics.json").read_text()))
 
 # %% [markdown]
@@ -118,14 +184,27 @@ else:
 # `manifests/katib-experiment.yaml` searches XGBoost's number of rounds (50 to 400), depth (3 to
 # 10), learning rate (0.02 to 0.3) and `min_child_weight` (1 to 10) with TPE, which models the
 # trials so far to propose the next ones: 12 trials, 3 at a time, each a plain batch Job running
-# `python -m income_census.train --model=xgboost`. Katib's StdOut collector reads the
-# `test_accuracy=...` line it prints. The Katib SDK cannot share this environment (it pins an
-# old protobuf), so the Experiment goes through Katib's API model from the `kubeflow` package
-# and the Kubernetes client. (Locally, the smoke form runs 3 trials one at a time: two random
-# start-up trials, then one that TPE proposes from their results.)
+# `python -m income_census.train --model=xgboost` (one process: a trial needs no TrainJob).
+# Katib's StdOut collector reads the `test_accuracy=...` line it prints. The Katib SDK cannot
+# share this environment (it pins an old protobuf), and the `kubeflow` package's
+# `OptimizerClient` reads every trial back as a TrainJob, which these are not; so the Experiment
+# goes through Katib's API models from the `kubeflow` package and the Kubernetes client, and so
+# do its Trials when it is done. (Locally, the smoke form runs 3 trials one at a time: two
+# random start-up trials, then one that TPE proposes from their results.)
 
 # %%
+from typing import NamedTuple
+
 from kubeflow_katib_api.models import V1beta1Experiment
+
+
+class TrialPoint(NamedTuple):
+    """What the plot below needs of a trial, from the cluster or from the local run."""
+
+    name: str
+    parameters: dict[str, str]
+    objective: float
+
 
 experiment = V1beta1Experiment.from_dict(manifest("katib-experiment.yaml"))
 print(
@@ -156,14 +235,40 @@ if cluster:
             break
         time.sleep(30)
     print(json.dumps(status.get("currentOptimalTrial", {}), indent=2))
-    trials = []  # the Katib UI draws them; `kubectl get trials -n <namespace>` lists them
+
+    # The Experiment's Trials, as `kubectl get trials -l katib.kubeflow.org/experiment=...`.
+    from kubeflow_katib_api.models import V1beta1TrialList
+
+    listed = api.list_namespaced_custom_object(
+        "kubeflow.org",
+        "v1beta1",
+        namespace,
+        "trials",
+        label_selector=f"katib.kubeflow.org/experiment={experiment.metadata.name}",
+    )
+    objective = experiment.spec.objective
+    trials = []
+    for t in V1beta1TrialList.from_dict(listed).items:
+        observed = {m.name: m for m in (t.status.observation.metrics or [])} if t.status else {}
+        metric = observed.get(objective.objective_metric_name)
+        if metric is None or metric.max is None:
+            continue  # still running, or failed before it printed the metric
+        # Katib's default metric strategy: a maximised objective counts a trial's best value.
+        value = metric.max if objective.type == "maximize" else metric.min
+        parameters = {p.name: p.value for p in t.spec.parameter_assignments}
+        trials.append(TrialPoint(t.metadata.name, parameters, float(value)))
+    print(f"{len(trials)} trials with {objective.objective_metric_name} read back")
 else:
     from tests.harness import katib
 
     result = katib.run_experiment(experiment.to_dict(), workdir=work / "katib", timeout=timeout)
     print(result.format_trials())
     print(result.describe())
-    trials = [t for t in result.trials if t.objective is not None]
+    trials = [
+        TrialPoint(t.name, t.parameters, t.objective)
+        for t in result.trials
+        if t.objective is not None
+    ]
 
 # %% [markdown]
 # Each trial's test accuracy against its learning rate, labelled with its depth and rounds. On
@@ -256,7 +361,7 @@ if not cluster:
 # predictor and `:explain` to the explainer, which makes its hundreds of anchor predictions in
 # its own process. The manifest points at `income` on the volume, where `manifests/train-job.yaml`
 # puts the book's RandomForest; this notebook trained XGBoost into `income-xgboost` with the
-# XGBoostJob, so both containers are pointed there.
+# TrainJob, so both containers are pointed there.
 
 # %%
 from kserve import (
@@ -269,12 +374,19 @@ from kserve import (
 )
 from kubernetes import client as k8s
 
-storage_uri = "pvc://income-models/income-xgboost"  # the XGBoostJob's --model-dir
+storage_uri = "pvc://income-models/income-xgboost"  # the TrainJob's --model-dir
 doc = manifest("inferenceservice.yaml")
 for component in ("predictor", "explainer"):
     for env in doc["spec"][component]["containers"][0]["env"]:
         if env["name"] == "STORAGE_URI":
             env["value"] = storage_uri
+
+
+class _Response:
+    """What ApiClient.deserialize reads: a body with JSON in .data."""
+
+    def __init__(self, doc: dict) -> None:
+        self.data = json.dumps(doc)
 
 
 def containers_of(component: dict) -> list:
@@ -288,7 +400,10 @@ isvc = V1beta1InferenceService(
     api_version=constants.KSERVE_V1BETA1,
     kind=constants.KSERVE_KIND_INFERENCESERVICE,
     metadata=k8s.V1ObjectMeta(
-        name=doc["metadata"]["name"], namespace=namespace, labels=doc["metadata"].get("labels")
+        name=doc["metadata"]["name"],
+        namespace=namespace,
+        labels=doc["metadata"].get("labels"),
+        annotations=doc["metadata"].get("annotations"),  # KServe's Standard deployment mode
     ),
     spec=V1beta1InferenceServiceSpec(
         predictor=V1beta1PredictorSpec(
@@ -311,7 +426,7 @@ print(isvc.metadata.name, "->", " ".join(command.command + command.args), "| mod
 # %% [markdown]
 # `sample/request.json` holds two people: the book's positional row
 # `[39, 7, 1, 1, 1, 1, 4, 1, 2174, 0, 40, 9]` (categories as the book's integer codes) and one
-# keyed by column name. Locally the harness runs the predictor's command with the XGBoostJob's
+# keyed by column name. Locally the harness runs the predictor's command with the TrainJob's
 # model folder standing in for /mnt/models; one server answers all three endpoints there. We
 # ask it to predict both people and to explain the first, and check the answers against the
 # same model in this process.

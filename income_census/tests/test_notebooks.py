@@ -70,7 +70,9 @@ def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
         timeout=1200,
     )
     text, images = notebooks.outputs(executed)
-    assert "XGBoostJobSucceeded" in text, text[-3000:]
+    # The TrainJob the SDK objects describe, run by the harness on two nodes.
+    assert "TrainJob income-xgboost on xgboost-distributed: 2 nodes" in text, text[-3000:]
+    assert "TrainJob income-xgboost: Complete" in text, text[-3000:]
     assert "Best Trial Name:" in text and "Trials Succeeded:           3" in text, text[-3000:]
     tasks = text.split("tasks run:")[1].splitlines()[0]
     assert "explain" in tasks and "deploy" in tasks, tasks
