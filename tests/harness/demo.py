@@ -1,7 +1,8 @@
 """`make demo`: one case study end to end on its small data, saying what each step did.
 
 Steps, each taken when the case has what it needs: train on the sample, validate the manifests,
-run the Katib Experiment in smoke form, run the pipeline with kfp.local, serve the trained model
+run each distributed training job of the default kustomization (TrainJobs, a SparkApplication)
+in smoke form, run the Katib Experiment in smoke form, run the pipeline with kfp.local, serve the trained model
 and send it the request the case keeps in case.toml (`[smoke.serve] request = "sample/x.json"`).
 """
 
@@ -38,6 +39,35 @@ def katib_smoke(case: Case, path: Path, workdir: Path) -> None:
     print(result.describe())
 
 
+DISTRIBUTED_KINDS = ("TrainJob", "SparkApplication")
+
+
+def distributed_jobs(case: Case) -> list[Path]:
+    """The default kustomization's files that hold a TrainJob or a SparkApplication."""
+    import yaml
+
+    listed = yaml.safe_load((case.path / "manifests" / "kustomization.yaml").read_text())
+    paths = [case.path / "manifests" / name for name in listed.get("resources") or []]
+    return [
+        p
+        for p in paths
+        if p.suffix == ".yaml"
+        and any(d.get("kind") in DISTRIBUTED_KINDS for d in manifests.load(p))
+    ]
+
+
+def distributed_smoke(case: Case, path: Path, workdir: Path) -> bool:
+    from tests.harness import jobs
+
+    doc = manifests.apply_overrides(manifests.load(path)[0], case.overrides_for(path))
+    print(f"{doc['kind']} {doc['metadata']['name']} ({path.name}), smoke overrides from case.toml")
+    result = jobs.run_job(doc, workdir=workdir, runtimes=trainer.runtimes_beside(path))
+    print(result.summary())
+    final = [line for line in result.primary().log().splitlines() if line.startswith("test_")]
+    print("\n".join(final[-4:]))
+    return result.succeeded
+
+
 def pipeline_local(case: Case, workdir: Path) -> None:
     from tests.harness import pipelines
 
@@ -71,6 +101,12 @@ def run_case(case: Case, workdir: Path) -> int:
     problems = [e for p in case.manifests for e in manifests.validate_file(p)]
     print("\n".join(problems) or f"{len(case.manifests)} manifest file(s) valid")
 
+    failed = []
+    for path in distributed_jobs(case):
+        step(f"{case.name}: distributed training, {path.name}, smoke form")
+        if not distributed_smoke(case, path, workdir / "jobs" / path.stem):
+            failed.append(path.name)
+
     experiment = case.path / "manifests/katib-experiment.yaml"
     if experiment.exists():
         step(f"{case.name}: Katib Experiment, smoke form")
@@ -85,4 +121,4 @@ def run_case(case: Case, workdir: Path) -> int:
         serve_and_query(case, isvc, model_dir, workdir / "serving")
 
     print(f"\n{case.name}: done in {time.monotonic() - started:.0f} s; outputs in {workdir}")
-    return 1 if problems else 0
+    return 1 if problems or failed else 0
