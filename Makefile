@@ -20,6 +20,8 @@ lint: $(STAMP)
 	@files=$$(git ls-files --cached --others --exclude-standard '*Dockerfile'); \
 	if [ -z "$$files" ]; then echo "hadolint: no Dockerfile yet"; \
 	else echo "hadolint $$files"; $(VENV)/bin/hadolint $$files; fi
+	@scripts=$$(git ls-files --cached --others --exclude-standard '*.sh'); \
+	echo "shellcheck $$scripts"; $(VENV)/bin/shellcheck -x $$scripts
 
 notebooks: $(STAMP)
 	$(PY) -m tests.harness notebooks

@@ -50,7 +50,12 @@ class Job(NamedTuple):
 
 JOBS = {
     "tfjob": Job(
-        "legacy-v1/tfjob.yaml", "tfReplicaSpecs", "Chief", "/mnt/pvc/mnist", {}, "TensorFlow default"
+        "legacy-v1/tfjob.yaml",
+        "tfReplicaSpecs",
+        "Chief",
+        "/mnt/pvc/mnist",
+        {},
+        "TensorFlow default",
     ),
     "pytorchjob": Job(
         "legacy-v1/pytorchjob.yaml",

@@ -212,3 +212,15 @@ def test_workloads_follow_resources_and_components(tmp_path: Path) -> None:
 )
 def test_outcome_reads_each_controllers_status(kind_, status, expected) -> None:
     assert kind.outcome(kind_, {"status": status}) == expected
+
+
+def test_components_render_in_the_base_namespace_with_its_labels() -> None:
+    if shutil.which("kubectl") is None:
+        pytest.skip("kubectl is not installed: rendering is checked where it is")
+    folder = cases.REPO_ROOT / "mnist" / "manifests"
+    docs = kind.render(folder, ["legacy-v1", "seldon"])
+    assert {d["kind"] for d in docs} >= {"TFJob", "PyTorchJob", "SeldonDeployment"}
+    for doc in docs:
+        metadata = doc["metadata"]
+        assert metadata.get("namespace") == "kubeflow-user-example-com", doc["kind"]
+        assert metadata["labels"]["app.kubernetes.io/part-of"] == "kubeflow-case-studies"

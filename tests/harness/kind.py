@@ -125,7 +125,8 @@ def render(manifests: Path, components: Iterable[str] = ()) -> list[dict[str, An
     """`kubectl kustomize` of a case's manifests folder, with extra Components of that folder.
 
     The Components go in through a throwaway overlay in a temporary folder; its paths to the
-    case's folder are relative, as kustomize requires.
+    case's folder are relative, as kustomize requires. The overlay repeats the base's namespace
+    and labels: a Component listed by an overlay does not get the base's.
     """
     components = list(components)
     if not components:
@@ -139,6 +140,8 @@ def render(manifests: Path, components: Iterable[str] = ()) -> list[dict[str, An
                 "resources": [base],
                 "components": [f"{base}/{c}" for c in components],
             }
+            config = _kustomization(manifests)
+            overlay.update({k: config[k] for k in ("namespace", "labels") if k in config})
             (Path(tmp) / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
             out = kubectl("kustomize", tmp)
     return [d for d in yaml.safe_load_all(out) if isinstance(d, dict)]
