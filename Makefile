@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-main
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint notebooks bench venv java kind-up kind-test kind-down clean
+.PHONY: demo test lint notebooks fix-copies bench venv java kind-up kind-test kind-down clean
 
 demo: $(STAMP) java
 	$(PY) -m tests.harness demo
@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 notebooks: $(STAMP)
 	$(PY) -m tests.harness notebooks
+
+# Rewrite every `# Copied from mnist...` copy from its source (tests/harness/copies.py).
+fix-copies: $(STAMP)
+	$(PY) -m tests.harness.copies --fix
 
 bench: $(STAMP)
 	$(PY) -m benchmarks $(BENCH)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness import katib, manifests, notebooks, pipelines
+from tests.harness import copies, katib, manifests, notebooks, pipelines
 from tests.harness.cases import Case
 from tests.harness.containers import REPO_ROOT
 
@@ -102,6 +102,11 @@ def notebooks_in_step(case: Case) -> list[str]:
     return problems + [d for d in (notebooks.drift(p) for p in sources) if d]
 
 
+def copies_in_step(case: Case) -> list[str]:
+    """Every `# Copied from` copy in the case equals its source in mnist (tests/harness/copies.py)."""
+    return copies.check_case(case.path)
+
+
 def smoke_training(case: Case, workdir: Path, cwd: Path = REPO_ROOT) -> list[str]:
     """Run `python -m <case>.train` with the smoke arguments; check metrics.json against floors."""
     smoke = case.smoke
@@ -141,4 +146,5 @@ STATIC_CHECKS = (
     dockerfile_lint,
     pipeline_in_step,
     notebooks_in_step,
+    copies_in_step,
 )
