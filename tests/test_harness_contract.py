@@ -68,6 +68,22 @@ def root_dockerfile(c: cases.Case) -> None:
     edit(c.path / "Dockerfile", "python:3.11.11-slim-bookworm", "python:latest")
 
 
+def privileged(c: cases.Case) -> None:
+    edit(c.path / "manifests/job.yaml", "allowPrivilegeEscalation: false", "privileged: false")
+
+
+def unlimited(c: cases.Case) -> None:
+    edit(c.path / "manifests/job.yaml", "            limits: {cpu: 500m, memory: 256Mi}\n", "")
+
+
+def literal_secret(c: cases.Case) -> None:
+    edit(
+        c.path / "manifests/job.yaml",
+        "          resources:",
+        "          env: [{name: AWS_SECRET_ACCESS_KEY, value: abc123}]\n          resources:",
+    )
+
+
 def stale_pipeline(c: cases.Case) -> None:
     edit(c.path / "manifests/pipeline.yaml", "Train the contract fixture.", "Train something else.")
 
@@ -81,6 +97,9 @@ BREAKS: list[tuple[Callable, Callable, str]] = [
     (misspell_field, contract.manifests_valid, "spec.backofLimit: unknown field"),
     (bad_override, contract.manifests_valid, "templat"),
     (latest_image, contract.image_pinned, "uses a :latest image"),
+    (privileged, contract.house_rules, "allowPrivilegeEscalation: false"),
+    (unlimited, contract.house_rules, "needs resources.limits"),
+    (literal_secret, contract.house_rules, "env AWS_SECRET_ACCESS_KEY holds a literal value"),
     (other_tag, contract.image_pinned, "disagree on the image tag"),
     (other_pin, contract.requirements_match, "numpy==1.26.4"),
     (root_dockerfile, contract.dockerfile_lint, "DL3007"),

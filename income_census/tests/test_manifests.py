@@ -1,8 +1,9 @@
 """The income_census manifests as a cluster would get them: secure, sized, one image, kustomize.
 
-Strict schema validation runs in tests/test_contract.py; these are the house rules DESIGN.md sets
-on top (non-root, no privilege escalation, requests and limits, the image named once), and what
-the default kustomization and the opt-in Components (legacy-v1/, seldon/) render.
+Strict schema validation and the house rules DESIGN.md sets on top (non-root, no privilege
+escalation, requests and limits, the case's image, no literal credentials) run for every case in
+tests/test_contract.py (tests/harness/houserules.py); these are what is particular to this case,
+and what the default kustomization and the opt-in Components (legacy-v1/, seldon/) render.
 """
 
 from __future__ import annotations
@@ -34,34 +35,6 @@ WORKLOADS = [
 ]
 
 
-@pytest.mark.parametrize(("name", "doc"), WORKLOADS, ids=[n for n, _ in WORKLOADS])
-def test_every_container_is_secure_and_sized(name: str, doc: dict) -> None:
-    found = list(manifests.containers(doc))
-    assert found, f"{name}: no container"
-    for where, container in found:
-        if where.endswith(".explainer") and doc["kind"] == "SeldonDeployment":
-            continue  # Seldon's own prebuilt explainer image, not ours
-        assert container["image"] == IMAGE, f"{name}{where}: image {container['image']}"
-        if doc["kind"] == "TrainJob":
-            # The trainer's resources are per node; its securityContext comes from runtimePatches.
-            sized = doc["spec"]["trainer"]["resourcesPerNode"]
-            secured = [
-                c
-                for _, c in manifests.find(
-                    doc["spec"]["runtimePatches"], lambda d: d.get("name") == "node"
-                )
-                if "securityContext" in c
-            ]
-            assert secured, f"{name}: no securityContext patched onto the node container"
-            context = secured[0]["securityContext"]
-        else:
-            sized = container.get("resources", {})
-            context = container.get("securityContext", {})
-        assert {"requests", "limits"} <= set(sized), f"{name}{where}: needs requests and limits"
-        assert context.get("allowPrivilegeEscalation") is False, f"{name}{where}"
-        assert context.get("runAsNonRoot") is True, f"{name}{where}"
-
-
 def test_kustomization_lists_every_manifest_and_names_the_image() -> None:
     kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
     assert set(kustomization["resources"]) == {
@@ -69,13 +42,6 @@ def test_kustomization_lists_every_manifest_and_names_the_image() -> None:
     }
     name, _, tag = IMAGE.rpartition(":")
     assert kustomization["images"] == [{"name": name, "newTag": tag}]
-
-
-def test_no_credentials_in_the_manifests() -> None:
-    for path in MANIFESTS.rglob("*.yaml"):
-        text = path.read_text().lower()
-        for word in ("aws_secret_access_key:", "password:", "token:"):
-            assert word not in text, f"{path}: {word} looks like a literal credential"
 
 
 def test_the_default_lists_no_training_operator_v1_kind_nor_seldon() -> None:

@@ -1,8 +1,9 @@
 """The mnist manifests as a cluster would get them: secure containers, one image, kustomize renders.
 
-Strict schema validation runs in tests/test_contract.py; these are the house rules DESIGN.md sets
-on top (non-root, no privilege escalation, requests and limits, the image named once) and the
-GPU component.
+Strict schema validation and the house rules DESIGN.md sets on top (non-root, no privilege
+escalation, requests and limits, the case's image, no literal credentials) run for every case in
+tests/test_contract.py (tests/harness/houserules.py); these are what is particular to this case and
+the GPU component.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.harness import cases, manifests, trainer
+from tests.harness import cases, manifests
 
 CASE_DIR = Path(__file__).resolve().parents[1]
 MANIFESTS = CASE_DIR / "manifests"
@@ -41,51 +42,12 @@ def workload_docs() -> list[tuple[str, dict]]:
     return docs
 
 
-@pytest.mark.parametrize(
-    ("name", "doc"), workload_docs(), ids=lambda v: v if isinstance(v, str) else ""
-)
-def test_every_container_is_secure_and_sized(name: str, doc: dict) -> None:
-    found = list(manifests.containers(doc))
-    assert found, f"{name}: no container"
-    for where, container in found:
-        assert container["image"] == IMAGE, f"{name}{where}: image {container['image']}"
-        if "numNodes" in container:  # a TrainJob's trainer, in a TrainJob or a Katib trialSpec
-            job = doc if doc["kind"] == "TrainJob" else doc["spec"]["trialTemplate"]["trialSpec"]
-            # The trainer's resources are per node; its securityContext comes from runtimePatches
-            # or from the runtime's own node container.
-            sized = container["resourcesPerNode"]
-            runtime = trainer.resolve(job, trainer.runtimes_beside(MANIFESTS / name))
-            node = trainer.node(job, runtime).container
-            secured = [
-                c
-                for _, c in manifests.find(
-                    job["spec"].get("runtimePatches", []), lambda d: d.get("name") == "node"
-                )
-                if "securityContext" in c
-            ] or ([node] if "securityContext" in node else [])
-            assert secured, f"{name}: no securityContext on the node container"
-            context = secured[0]["securityContext"]
-        else:
-            sized = container.get("resources", {})
-            context = container.get("securityContext", {})
-        assert {"requests", "limits"} <= set(sized), f"{name}{where}: needs requests and limits"
-        assert context.get("allowPrivilegeEscalation") is False, f"{name}{where}"
-        assert context.get("runAsNonRoot") is True, f"{name}{where}"
-
-
 def test_kustomization_lists_every_manifest_and_names_the_image() -> None:
     kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
     assert listed == {p.name for p in FILES if p.name != "kustomization.yaml"}
     name, _, tag = IMAGE.rpartition(":")
     assert kustomization["images"] == [{"name": name, "newTag": tag}]
-
-
-def test_no_credentials_in_the_manifests() -> None:
-    for path in MANIFESTS.rglob("*.yaml"):
-        text = path.read_text().lower()
-        for word in ("aws_secret_access_key:", "password:", "token:"):
-            assert word not in text, f"{path}: {word} looks like a literal credential"
 
 
 def kustomize(folder: Path) -> list[dict]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness import copies, katib, manifests, notebooks, pipelines
+from tests.harness import copies, houserules, katib, manifests, notebooks, pipelines
 from tests.harness.cases import Case
 from tests.harness.containers import REPO_ROOT
 
@@ -49,6 +49,13 @@ def manifests_valid(case: Case) -> list[str]:
         except (KeyError, OSError) as err:
             problems.append(f"case.toml [smoke.overrides.{rel!r}]: {err}")
     return problems
+
+
+def house_rules(case: Case) -> list[str]:
+    """Non-root, no privilege escalation, requests and limits, the case's image, no literal
+    credentials: every manifest of the case, Components included (tests/harness/houserules.py)."""
+    root = case.path / "manifests"
+    return [p for path in case.manifests for p in houserules.check_file(path, case.image, root)]
 
 
 def image_pinned(case: Case) -> list[str]:
@@ -141,6 +148,7 @@ def smoke_training(case: Case, workdir: Path, cwd: Path = REPO_ROOT) -> list[str
 STATIC_CHECKS = (
     required_files,
     manifests_valid,
+    house_rules,
     image_pinned,
     requirements_match,
     dockerfile_lint,
