@@ -17,10 +17,13 @@ import hashlib
 import os
 import tempfile
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from mnist.cli import existing_path, output_dir
 
 # The mirror torchvision downloads from; yann.lecun.com now often refuses plain downloads.
 MIRROR = "https://ossci-datasets.s3.amazonaws.com/mnist/"
@@ -206,14 +209,14 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dataset",
-        type=Path,
+        type=existing_path,
         default=None,
         help="a prepared .npz with train_x, train_y, test_x, test_y (uint8), as the pipeline's "
         "load_data step writes; overrides --sample and --data-dir (default: none)",
     )
     parser.add_argument(
         "--data-dir",
-        type=Path,
+        type=output_dir,
         default=DEFAULT_DATA_DIR,
         help=f"cache for the downloaded data (default: {DEFAULT_DATA_DIR})",
     )
@@ -223,10 +226,21 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def load_chosen(args: argparse.Namespace, *, progress: bool = True) -> tuple[Split, Split]:
-    """The data the flags of `add_data_arguments` chose: a prepared .npz, the sample or MNIST."""
+    """The data the flags of `add_data_arguments` chose: a prepared .npz, the sample or MNIST.
+
+    A --dataset that is not such a .npz raises ValueError naming the file and what it must hold.
+    """
     if args.dataset is not None:
-        arrays = np.load(args.dataset)
-        return (arrays["train_x"], arrays["train_y"]), (arrays["test_x"], arrays["test_y"])
+        try:
+            with np.load(args.dataset) as arrays:  # a lone .npy array is no context manager
+                names = ("train_x", "train_y", "test_x", "test_y")
+                train_x, train_y, test_x, test_y = (arrays[name] for name in names)
+        except (KeyError, TypeError, ValueError, zipfile.BadZipFile) as err:
+            raise ValueError(
+                f"--dataset {args.dataset}: not a .npz of uint8 train_x, train_y, test_x, test_y"
+                f" as the pipeline's load_data step writes ({err})"
+            ) from err
+        return (train_x, train_y), (test_x, test_y)
     if args.sample:
         return load_sample()
     return load_mnist(args.data_dir, mirror=args.mirror, progress=progress)

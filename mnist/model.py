@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from mnist.cli import positive_float
+
 if TYPE_CHECKING:
     import keras
     import torch
@@ -38,7 +40,10 @@ def _check(num_layers: int, optimizer: str) -> None:
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The hyperparameter flags every trainer shares: the arguments of the builders below."""
     parser.add_argument(
-        "--learning-rate", type=float, default=1e-3, help="optimizer step size (default: 0.001)"
+        "--learning-rate",
+        type=positive_float,
+        default=1e-3,
+        help="optimizer step size, > 0 (default: 0.001)",
     )
     parser.add_argument(
         "--num-layers",

@@ -6,6 +6,9 @@
 Metrics go to stdout as `name=value` lines, one set per epoch and a final set, which is what
 Katib's StdOut metrics collector reads, and the final ones to metrics.json in --model-dir beside
 the exported model.keras; history.json keeps every epoch's values for learning curves.
+
+The flags and the data are checked before TensorFlow is imported (about 10 s and a screen of
+notices), so a mistake gets its one-line answer at once.
 """
 
 from __future__ import annotations
@@ -14,11 +17,14 @@ import argparse
 import json
 import time
 from pathlib import Path
-
-import keras
+from typing import TYPE_CHECKING
 
 from mnist import data
+from mnist.cli import fail, output_dir, positive_int, seed
 from mnist.model import add_model_arguments, build_keras_model
+
+if TYPE_CHECKING:
+    import keras
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -26,16 +32,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_data_arguments(parser)  # --sample, --dataset, --data-dir, --mirror
     parser.add_argument(
         "--model-dir",
-        type=Path,
+        type=output_dir,
         default=Path("model"),
         help="where model.keras and metrics.json go (default: model)",
     )
     parser.add_argument(
-        "--epochs", type=int, default=5, help="passes over the training data (default: 5)"
+        "--epochs", type=positive_int, default=5, help="passes over the training data (default: 5)"
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="images per step (default: 32)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=32, help="images per step (default: 32)"
+    )
     add_model_arguments(parser)  # --learning-rate, --num-layers, --optimizer
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    parser.add_argument("--seed", type=seed, default=42, help="random seed (default: 42)")
     return parser.parse_args(argv)
 
 
@@ -45,19 +53,26 @@ def report(metrics: dict[str, float]) -> None:
         print(f"{name}={value}", flush=True)
 
 
-class PrintMetrics(keras.callbacks.Callback):
+def print_metrics() -> keras.callbacks.Callback:
     """After each epoch, the Keras logs as name=value lines for Katib."""
+    import keras
 
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+    def on_epoch_end(epoch: int, logs: dict | None = None) -> None:
         print(flush=True)  # the progress bar has not ended its line yet
         report({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
+
+    return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
-    keras.utils.set_random_seed(args.seed)  # Python, NumPy and TensorFlow in one call
+    try:
+        (train_x, train_y), (test_x, test_y) = data.load_chosen(args)
+    except (OSError, ValueError, data.DownloadError) as err:  # unreachable, corrupt, unreadable
+        fail(f"{err} (check --dataset, --data-dir and --mirror, or use the committed --sample)")
+    import keras  # only now: see the module docstring
 
-    (train_x, train_y), (test_x, test_y) = data.load_chosen(args)
+    keras.utils.set_random_seed(args.seed)  # Python, NumPy and TensorFlow in one call
     val, fit = data.validation_split(len(train_x), args.seed)
     print(f"train={len(fit)} validation={len(val)} test={len(test_x)} images", flush=True)
 
@@ -69,7 +84,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         validation_data=(data.normalize(train_x[val]), train_y[val]),
         epochs=args.epochs,
         batch_size=args.batch_size,
-        callbacks=[PrintMetrics()],
+        callbacks=[print_metrics()],
     )
     train_seconds = time.perf_counter() - start
     test_loss, test_accuracy = model.evaluate(data.normalize(test_x), test_y, verbose=0)

@@ -13,7 +13,8 @@ process (by Katib, say) means the same number of steps per epoch on any number o
 Rank 0 alone prints the `name=value` metric lines (what Katib's StdOut collector reads) and writes
 model.pt (a state_dict), model.json (what `build_torch_model` needs to rebuild it) and
 metrics.json into --model-dir. With --checkpoint-dir, rank 0 saves a checkpoint after every epoch
-and every rank resumes from it, so a restarted replica carries on where the job stopped.
+and every rank resumes from it, so a restarted replica carries on where the job stopped; once the
+model is written, rank 0 deletes the checkpoint, so the job run again trains afresh.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,7 @@ from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 from tqdm import tqdm
 
 from mnist import data
+from mnist.cli import fail, output_dir, positive_int, seed
 from mnist.model import add_model_arguments, build_torch_model, build_torch_optimizer
 
 EVAL_BATCH_SIZE = 1000
@@ -44,27 +47,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_data_arguments(parser)  # --sample, --dataset, --data-dir, --mirror
     parser.add_argument(
         "--model-dir",
-        type=Path,
+        type=output_dir,
         default=Path("model"),
         help="where model.pt, model.json and metrics.json go (default: model)",
     )
     parser.add_argument(
         "--checkpoint-dir",
-        type=Path,
+        type=output_dir,
         default=None,
         help="save a checkpoint here after every epoch and resume from it (default: none)",
     )
     parser.add_argument(
-        "--epochs", type=int, default=5, help="passes over the training data (default: 5)"
+        "--epochs", type=positive_int, default=5, help="passes over the training data (default: 5)"
     )
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=32,
         help="images per step over all processes, split evenly between them (default: 32)",
     )
     add_model_arguments(parser)  # --learning-rate, --num-layers, --optimizer
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    parser.add_argument("--seed", type=seed, default=42, help="random seed (default: 42)")
     parser.add_argument(
         "--backend",
         choices=("gloo", "nccl"),
@@ -73,19 +76,45 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="CPU threads per process (default: OMP_NUM_THREADS, else this process's share "
         "of the CPUs: its CPU quota or affinity divided by the processes on this node)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.world_size, args.rank = world_from_env(os.environ)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.batch_size % args.world_size:
+        parser.error(
+            f"--batch-size {args.batch_size} must divide evenly over {args.world_size} processes"
+        )
+    return args
+
+
+def world_from_env(env: Mapping[str, str]) -> tuple[int, int]:
+    """(world size, rank) from the WORLD_SIZE and RANK that torchrun, the PyTorchJob operator and
+    the TrainJob runtime set; (1, 0) without them. ValueError, one line, when they make no sense."""
+    numbers = []
+    for name, default in (("WORLD_SIZE", "1"), ("RANK", "0")):
+        try:
+            numbers.append(int(env.get(name, default)))
+        except ValueError:
+            raise ValueError(f"{name}={env[name]!r} is not a whole number") from None
+    world, rank = numbers
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} is not a rank of WORLD_SIZE={world} processes")
+    return world, rank
 
 
 def default_threads() -> int:
     """This process's share of the CPUs, so that N processes on one node do not each take all."""
-    if os.environ.get("OMP_NUM_THREADS"):
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]):
         return int(os.environ["OMP_NUM_THREADS"])
-    cpus = len(os.sched_getaffinity(0))
+    # Linux's affinity is the CPUs this process may use; macOS and Windows have no such call.
+    affinity = getattr(os, "sched_getaffinity", None)
+    cpus = len(affinity(0)) if affinity else os.cpu_count() or 1
     # A pod's CPU limit is a cgroup quota, which affinity does not show: torch would start one
     # thread per CPU of the node and be throttled.
     cpu_max = Path("/sys/fs/cgroup/cpu.max")
@@ -169,13 +198,7 @@ def load_model(model_dir: Path | str) -> nn.Module:
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
-    # torchrun, the PyTorchJob operator and the TrainJob runtime all set WORLD_SIZE and RANK.
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if args.batch_size % world:
-        raise SystemExit(
-            f"--batch-size {args.batch_size} must divide evenly over {world} processes"
-        )
+    world, rank = args.world_size, args.rank  # from WORLD_SIZE and RANK, checked by parse_args
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
@@ -186,7 +209,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(args.threads or default_threads())
     torch.manual_seed(args.seed)  # the same initial weights everywhere (DDP also broadcasts them)
 
-    (train_x, train_y), (test_x, test_y) = data.load_chosen(args, progress=rank == 0)
+    try:
+        (train_x, train_y), (test_x, test_y) = data.load_chosen(args, progress=rank == 0)
+    except (OSError, ValueError, data.DownloadError) as err:  # unreachable, corrupt, unreadable
+        fail(f"{err} (check --dataset, --data-dir and --mirror, or use the committed --sample)")
     val, fit = data.validation_split(len(train_x), args.seed)
     train_set = TensorDataset(
         torch.from_numpy(data.normalize(train_x[fit])),
@@ -252,6 +278,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         model_config = {"framework": "torch", "num_layers": args.num_layers}
         (args.model_dir / "model.json").write_text(json.dumps(model_config, indent=2) + "\n")
         (args.model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        # The model is safe: drop the checkpoint, or the job applied again would resume after
+        # the last epoch, train nothing and write this model once more (as train_distributed).
+        if checkpoint is not None:
+            checkpoint.unlink(missing_ok=True)
         report({k: metrics[k] for k in ("test_accuracy", "test_loss")})
     if world > 1:
         dist.destroy_process_group()

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,9 +42,13 @@ def printed_metrics(text: str) -> dict[str, list[float]]:
     return printed
 
 
+def train_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "mnist.train_torch", "--sample", *args]
+
+
 def train(*args: str) -> subprocess.CompletedProcess:
     run = subprocess.run(
-        [sys.executable, "-m", "mnist.train_torch", "--sample", *args],
+        train_argv(*args),
         cwd=REPO_ROOT,
         env={**os.environ, **ONE_THREAD},
         capture_output=True,
@@ -94,29 +98,74 @@ def test_saved_model_reloads_and_reproduces_test_accuracy(single: tuple) -> None
     assert accuracy == pytest.approx(metrics["test_accuracy"], abs=1e-3)  # one image in 1,000
 
 
-def test_resume_starts_after_the_saved_epoch(single: tuple, tmp_path: Path) -> None:
-    first, root = single
-    shutil.copytree(root / "ckpt", tmp_path / "ckpt")
-    run = train(
-        f"--epochs={EPOCHS + 1}",
-        f"--model-dir={tmp_path / 'model'}",
-        f"--checkpoint-dir={tmp_path / 'ckpt'}",
+def test_the_checkpoint_goes_once_the_model_is_written(single: tuple) -> None:
+    _, root = single
+    assert (root / "model" / "model.pt").stat().st_size > 0
+    # Otherwise the job applied again with this --checkpoint-dir would resume after its last
+    # epoch, train nothing and write the old model once more.
+    assert (root / "ckpt").is_dir() and not (root / "ckpt" / CHECKPOINT_FILE).exists()
+
+
+def interrupt_after_a_checkpoint(*args: str, checkpoint: Path) -> int:
+    """Run the trainer and SIGKILL it as soon as it has saved a checkpoint, as a lost node would;
+    return the epoch that checkpoint holds."""
+    proc = subprocess.Popen(
+        train_argv(*args),
+        cwd=REPO_ROOT,
+        env={**os.environ, **ONE_THREAD},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
-    assert f"resuming after epoch {EPOCHS}" in run.stdout
+    try:
+        deadline = time.monotonic() + 600
+        while not checkpoint.exists():  # written whole or not at all (save_checkpoint)
+            assert proc.poll() is None, f"exited {proc.returncode} before it saved a checkpoint"
+            assert time.monotonic() < deadline, "no checkpoint in 600 s"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    return torch.load(checkpoint)["epoch"]
+
+
+def test_resume_starts_after_the_saved_epoch(single: tuple, tmp_path: Path) -> None:
+    first, _ = single
+    epochs = EPOCHS + 1
+    args = (f"--epochs={epochs}", f"--checkpoint-dir={tmp_path / 'ckpt'}")
+    checkpoint = tmp_path / "ckpt" / CHECKPOINT_FILE
+    saved = interrupt_after_a_checkpoint(
+        *args, f"--model-dir={tmp_path / 'lost'}", checkpoint=checkpoint
+    )
+    assert 1 <= saved < epochs  # killed mid-training (within 0.05 s of the first save, in fact)
+    assert not (tmp_path / "lost").exists()  # no model from the interrupted run
+
+    run = train(*args, f"--model-dir={tmp_path / 'model'}")
+    assert f"resuming after epoch {saved}" in run.stdout
     printed = printed_metrics(run.stdout)
-    assert printed["epoch"] == [EPOCHS + 1]  # only the missing epoch was trained
+    assert printed["epoch"] == list(range(saved + 1, epochs + 1))  # only the missing epochs
     # Trained weights and optimizer state came back: a fresh model's first epoch is far worse.
     assert printed["loss"][0] < printed_metrics(first.stdout)["loss"][0]
-    assert torch.load(tmp_path / "ckpt" / CHECKPOINT_FILE)["epoch"] == EPOCHS + 1
+    assert not checkpoint.exists()  # the finished job dropped it
     assert json.loads((tmp_path / "model" / "metrics.json").read_text())["test_accuracy"] >= FLOOR
 
 
 def test_threads_default_to_this_process_share_of_the_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(len(os.sched_getaffinity(0))))
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(cpus))
     assert default_threads() == 1  # torchrun's processes on one node split its CPUs
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert default_threads() == 3
+
+
+def test_threads_default_without_sched_getaffinity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """macOS and Windows have no os.sched_getaffinity: the CPU count stands in for it."""
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "1")
+    assert 1 <= default_threads() <= (os.cpu_count() or 1)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(os.cpu_count()))
+    assert default_threads() == 1
 
 
 def test_manifests_are_valid() -> None:
@@ -177,6 +226,7 @@ def test_pytorchjob_trains_on_master_and_worker_and_survives_a_killed_worker(
     assert metrics["world_size"] == 2 and metrics["test_accuracy"] >= FLOOR, metrics
     load_model(model_dir)  # model.json and model.pt rebuild the trained network
     assert not paths.host("/mnt/pvc/w").exists()
+    assert not checkpoint.exists()  # rank 0 dropped it once the model was written
 
 
 def test_trainjob_runs_torchrun_on_two_nodes(tmp_path: Path) -> None:
@@ -191,4 +241,5 @@ def test_trainjob_runs_torchrun_on_two_nodes(tmp_path: Path) -> None:
 
     metrics = json.loads((paths.host("/mnt/pvc/mnist-torch") / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["test_accuracy"] >= FLOOR, metrics
+    assert not (paths.host("/mnt/pvc/checkpoints/trainjob-torch") / CHECKPOINT_FILE).exists()
     print(f"trainjob: {metrics['train_seconds'] / EPOCHS:.1f} s/epoch, {metrics['test_accuracy']}")
