@@ -130,10 +130,10 @@ def adult_files(wheel: Path) -> dict[str, bytes]:
 
 def cached(cache_dir: Path, checksums: Mapping[str, str]) -> bool:
     """Whether cache_dir holds every file with its checksum (then load_adult downloads nothing)."""
-    from income_census import data
+    import pooch
 
     paths = [Path(cache_dir) / name for name in checksums]
-    return all(p.is_file() and data.sha256_of(p) == checksums[p.name] for p in paths)
+    return all(p.is_file() and pooch.file_hash(str(p)) == checksums[p.name] for p in paths)
 
 
 def load_full(

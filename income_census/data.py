@@ -13,20 +13,20 @@ sample/, stored in the same format so the same parser reads both.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import os
-import tempfile
-import urllib.request
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
+import pooch
+import requests
 
 MIRROR = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"
 DEFAULT_DATA_DIR = Path("~/.cache/kubeflow-cases/income_census")  # expanded when used
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
+RETRIES = 2  # a failed download is tried again this often (pooch waits 1 s, then 2 s)
 
 # sha256 of the files as UCI serves them (the same values appear in several public loaders).
 SHA256 = {
@@ -68,6 +68,7 @@ TEST_HEADER = "|1x3 Cross validator"
 Split = tuple[pd.DataFrame, np.ndarray]  # the 14 attributes, labels (N,) int64 (1 = >50K)
 
 
+# Copied from mnist.data.DownloadError
 class DownloadError(RuntimeError):
     """A download failed, was truncated, or does not match its checksum."""
 
@@ -129,57 +130,50 @@ def read_adult(path: Path) -> Split:
     return parse_adult(text, str(path))
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def download(url: str, dest: Path, sha256: str, *, progress: bool = True) -> Path:
+# Copied from mnist.data.download
+def download(url: str, dest: Path, sha256: str | None, *, progress: bool = True) -> Path:
     """Download url to dest unless a verified copy is there; return dest.
 
-    The bytes go to a temporary file beside dest and are renamed into place only after the size
-    and sha256 check out, so a failed, truncated or corrupt download never leaves a file that a
-    later run would trust, and replicas sharing one cache volume never see half a file.
+    pooch streams to a temporary file beside dest and moves it into place only once its sha256
+    matches, so a failed, truncated or corrupt download leaves no file that a later run would
+    trust, and replicas sharing a cache volume never see half a file. It fetches again a cached
+    copy that no longer matches, retries a failed download RETRIES times and draws a progress
+    bar on stderr. sha256=None is for a source that publishes no checksum: the first download's
+    sha256 is recorded beside it, in `<dest>.sha256`, and a later copy that differs is refused.
     """
-    dest = Path(dest)
-    if dest.exists():
-        if sha256_of(dest) == sha256:
-            return dest
-        dest.unlink()  # a stale or tampered copy: fetch it again rather than fail forever
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
+    dest = Path(dest).expanduser()
+    record = dest.with_name(dest.name + ".sha256")
+    trusted = sha256 or (record.read_text().strip() if record.exists() else None)
+    fetcher = pooch.create(
+        dest.parent,
+        base_url="",
+        registry={dest.name: f"sha256:{trusted}" if trusted else None},
+        urls={dest.name: url},
+        retry_if_failed=RETRIES,
+    )
     try:
-        digest, received = hashlib.sha256(), 0
-        with (
-            os.fdopen(fd, "wb") as out,
-            urllib.request.urlopen(url, timeout=60) as response,
-        ):
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(
-                total=total, unit="B", unit_scale=True, desc=dest.name, disable=not progress
-            ) as bar:
-                for chunk in iter(lambda: response.read(1 << 16), b""):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-        # http.client returns a short read rather than raising when the server hangs up early.
-        if total is not None and received != total:
-            raise DownloadError(f"{url}: truncated download, {received} of {total} bytes")
-        if digest.hexdigest() != sha256:
-            raise DownloadError(
-                f"{url}: sha256 mismatch, expected {sha256}, got {digest.hexdigest()}"
-                " (corrupt download or a changed file); nothing was saved"
-            )
-        tmp.replace(dest)  # atomic on POSIX: readers see the old state or the whole file
-    except OSError as err:  # URLError, timeouts and disk errors are OSErrors
+        fetcher.fetch(dest.name, progressbar=progress)
+    except ValueError as err:  # pooch's checksum test (it deleted the download) or a bad URL
+        got = re.search(r"but got (\w+)", str(err))
+        if got is None:
+            raise DownloadError(f"{url}: download failed: {err}") from err
+        why = "a corrupt download or a changed file"
+        if not sha256:
+            why = f"it differs from the first download's, recorded in {record}; delete {dest} and"
+            why += " that record to accept the new file"
+        raise DownloadError(
+            f"{url}: sha256 mismatch, expected {trusted}, got {got[1]} ({why}); nothing was saved"
+        ) from err
+    except requests.exceptions.ChunkedEncodingError as err:  # the server hung up mid-file
+        sizes = re.search(r"IncompleteRead\((\d+) bytes read, (\d+) more expected", str(err))
+        told = f", {sizes[1]} of {int(sizes[1]) + int(sizes[2])} bytes" if sizes else ""
+        raise DownloadError(f"{url}: truncated download{told}; nothing was saved") from err
+    except OSError as err:  # requests' errors (a 404, a refused connection, a timeout), disk
         raise DownloadError(f"{url}: download failed: {err}") from err
-    finally:
-        tmp.unlink(missing_ok=True)
+    if not trusted:  # first download from a source without a published checksum: record it
+        partial = record.with_name(f".{record.name}.{os.getpid()}")
+        partial.write_text(pooch.file_hash(str(dest)) + "\n")
+        partial.replace(record)
     return dest
 
 

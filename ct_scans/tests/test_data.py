@@ -141,7 +141,10 @@ def test_download_series_unpacks_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fault", ["checksum", "truncated", "missing"])
-def test_a_bad_download_leaves_nothing(tmp_path: Path, fault: str) -> None:
+def test_a_bad_download_leaves_nothing(
+    tmp_path: Path, fault: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(data, "RETRIES", 0)  # retrying cannot mend these (pooch waits 1 s, 2 s)
     body = zipped_series(tmp_path)
     sha = "0" * 64 if fault == "checksum" else hashlib.sha256(body).hexdigest()
     files = {} if fault == "missing" else {"case.zip": body}
@@ -149,10 +152,32 @@ def test_a_bad_download_leaves_nothing(tmp_path: Path, fault: str) -> None:
     message = {"checksum": "sha256 mismatch", "truncated": "truncated", "missing": "404"}[fault]
     with (
         mirror.serve_files(files, truncate=fault == "truncated") as url,
-        pytest.raises(data.DownloadError, match=message),
+        pytest.raises(data.DownloadError, match=message) as caught,
     ):
         data.download_series(url + "case.zip", sha, cache, progress=False)
     assert list(cache.iterdir()) == []  # no archive, no half-unpacked folder
+    assert "\n" not in str(caught.value) and "case.zip" in str(caught.value)
+
+
+def test_a_series_without_a_checksum_is_held_to_its_first_download(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(data, "RETRIES", 0)
+    body = zipped_series(tmp_path)
+    cache = tmp_path / "cache"
+    files = {"case.zip": body}
+    with mirror.serve_files(files) as url:
+        folder = data.download_series(url + "case.zip", None, cache, progress=False)
+        np.testing.assert_array_equal(data.read_series(folder).volume, small_volume())
+        records = list(cache.glob("*.zip.sha256"))
+        assert [r.read_text().strip() for r in records] == [hashlib.sha256(body).hexdigest()]
+        # The same URL now serves another archive, and the cached one was lost: refused.
+        files["case.zip"] = body + b"changed"
+        (archive,) = cache.glob("*.zip")
+        archive.unlink()
+        with pytest.raises(data.DownloadError, match="differs from the first download"):
+            data.download_series(url + "case.zip", None, cache, progress=False)
+    assert not archive.exists()
 
 
 def test_an_archive_escaping_its_folder_is_refused(tmp_path: Path) -> None:

@@ -93,7 +93,10 @@ def test_download_and_parse_through_a_mirror(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("fault", ["checksum", "truncated", "missing"])
-def test_a_bad_download_leaves_no_file(tmp_path: Path, fault: str) -> None:
+def test_a_bad_download_leaves_no_file(
+    tmp_path: Path, fault: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(data, "RETRIES", 0)  # retrying cannot mend these (pooch waits 1 s, 2 s)
     files = dict(FILES)
     sums = dict(SUMS)
     if fault == "checksum":
@@ -107,11 +110,13 @@ def test_a_bad_download_leaves_no_file(tmp_path: Path, fault: str) -> None:
             match={"checksum": "sha256 mismatch", "truncated": "truncated", "missing": "404"}[
                 fault
             ],
-        ),
+        ) as caught,
     ):
         data.load_adult(tmp_path, mirror=url, checksums=sums, progress=False)
     assert not (tmp_path / "adult.data").exists()
     assert not list(tmp_path.glob(".*.part"))  # no half-written temporary file either
+    assert [p.name for p in tmp_path.iterdir() if p.name != "adult.test"] == []
+    assert "\n" not in str(caught.value) and "adult.data" in str(caught.value)
 
 
 def test_a_tampered_cached_file_is_downloaded_again(tmp_path: Path) -> None:

@@ -96,22 +96,34 @@ def test_cached_files_are_not_downloaded_again(tmp_path: Path) -> None:
     assert len(train_x) == 7
 
 
-def test_wrong_checksum_leaves_nothing_in_the_cache(tmp_path: Path) -> None:
+@pytest.fixture
+def no_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure that retrying cannot mend fails at once (pooch waits 1 s, then 2 s, to retry)."""
+    monkeypatch.setattr(data, "RETRIES", 0)
+
+
+def test_wrong_checksum_leaves_nothing_in_the_cache(tmp_path: Path, no_retries: None) -> None:
     name = "train-labels-idx1-ubyte.gz"
-    with mirror.serve_files(tiny_mnist()) as url, pytest.raises(data.DownloadError, match="sha256"):
+    with (
+        mirror.serve_files(tiny_mnist()) as url,
+        pytest.raises(data.DownloadError, match="sha256") as caught,
+    ):
         data.download(url + name, tmp_path / name, "0" * 64, progress=False)
     assert list(tmp_path.iterdir()) == []
+    assert "\n" not in str(caught.value) and "nothing was saved" in str(caught.value)
 
 
-def test_truncated_download_leaves_nothing_in_the_cache(tmp_path: Path) -> None:
+def test_truncated_download_leaves_nothing_in_the_cache(tmp_path: Path, no_retries: None) -> None:
     name = "train-images-idx3-ubyte.gz"
     files = tiny_mnist()
     with (
         mirror.serve_files(files, truncate=True) as url,
-        pytest.raises(data.DownloadError, match="truncated"),
+        pytest.raises(data.DownloadError, match="truncated") as caught,
     ):
         data.download(url + name, tmp_path / name, sha256s(files)[name], progress=False)
     assert list(tmp_path.iterdir()) == []
+    size = len(files[name])
+    assert f"{size // 2} of {size} bytes" in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_corrupt_cached_file_is_replaced(tmp_path: Path) -> None:
@@ -123,10 +135,68 @@ def test_corrupt_cached_file_is_replaced(tmp_path: Path) -> None:
     assert (tmp_path / name).read_bytes() == files[name]
 
 
-def test_unreachable_mirror_is_a_download_error(tmp_path: Path) -> None:
-    with mirror.serve_files({}) as url, pytest.raises(data.DownloadError, match="404"):
+def test_unreachable_mirror_is_a_download_error(tmp_path: Path, no_retries: None) -> None:
+    with mirror.serve_files({}) as url, pytest.raises(data.DownloadError, match="404") as caught:
         data.download(url + "missing.gz", tmp_path / "missing.gz", "0" * 64, progress=False)
     assert list(tmp_path.iterdir()) == []
+    assert "\n" not in str(caught.value)
+
+
+class FailsOnce(dict):
+    """Files for the mirror that are missing (a 404) the first time they are asked for."""
+
+    asked = 0
+
+    def get(self, name: str, default: bytes | None = None) -> bytes | None:
+        self.asked += 1
+        return None if self.asked == 1 else super().get(name, default)
+
+
+def test_a_failed_download_is_retried(tmp_path: Path) -> None:
+    name = "t10k-labels-idx1-ubyte.gz"
+    files = FailsOnce(tiny_mnist())
+    with mirror.serve_files(files) as url:
+        data.download(url + name, tmp_path / name, sha256s(files)[name], progress=False)
+    assert files.asked == 2
+    assert (tmp_path / name).read_bytes() == files[name]
+
+
+def test_the_progress_bar_goes_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    name = "t10k-images-idx3-ubyte.gz"
+    files = tiny_mnist()
+    with mirror.serve_files(files) as url:
+        data.download(url + name, tmp_path / name, sha256s(files)[name], progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "100%" in captured.err  # tqdm's bar, drawn by pooch
+
+
+def test_without_a_published_checksum_the_first_download_is_recorded(
+    tmp_path: Path, no_retries: None
+) -> None:
+    name = "train-labels-idx1-ubyte.gz"
+    first = tiny_mnist()[name]
+    dest, record = tmp_path / name, tmp_path / f"{name}.sha256"
+    with mirror.serve_files({name: first}) as url:
+        data.download(url + name, dest, None, progress=False)
+    assert record.read_text().strip() == hashlib.sha256(first).hexdigest()
+    # Cached and matching its record: no server needed.
+    assert data.download("http://127.0.0.1:9/" + name, dest, None) == dest
+    # The cached copy is damaged and the source now serves other bytes: refused, nothing saved.
+    dest.write_bytes(b"damaged")
+    with (
+        mirror.serve_files({name: gzip.compress(b"other bytes")}) as url,
+        pytest.raises(data.DownloadError, match="differs from the first download") as caught,
+    ):
+        data.download(url + name, dest, None, progress=False)
+    assert str(record) in str(caught.value) and "\n" not in str(caught.value)
+    assert record.read_text().strip() == hashlib.sha256(first).hexdigest()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name, record.name]
+    assert dest.read_bytes() == b"damaged"  # never trusted: checked against the record
+    # The same bytes as the first time are accepted again.
+    with mirror.serve_files({name: first}) as url:
+        data.download(url + name, dest, None, progress=False)
+    assert dest.read_bytes() == first
 
 
 # --- the committed sample --------------------------------------------------------------------
