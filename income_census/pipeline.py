@@ -252,32 +252,38 @@ def deploy(
         print(f"rendered InferenceService {service_name} (no cluster: not applied)", flush=True)
         return
 
-    from kubernetes import client, config
-    from kubernetes.client.rest import ApiException
+    # Copied from mnist.pipeline.deploy.apply_in_cluster
+    def apply_in_cluster(manifest: dict, namespace: str) -> str:
+        """Create the InferenceService, or replace the one of its name; return the namespace."""
+        from kubernetes import client, config
+        from kubernetes.client.rest import ApiException
 
-    config.load_incluster_config()  # the run's ServiceAccount (RBAC: manifests/rbac.yaml)
-    if not namespace:  # the run's own namespace, e.g. the Kubeflow profile's
-        namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text()
-    where = {
-        "group": "serving.kserve.io",
-        "version": "v1beta1",
-        "namespace": namespace.strip(),
-        "plural": "inferenceservices",
-    }
-    api = client.CustomObjectsApi()
-    try:
-        api.create_namespaced_custom_object(body=manifest, **where)
-        action = "created"
-    except ApiException as err:
-        if err.status != 409:  # 409: one of that name exists; anything else is a real error
-            raise
-        # A replace must carry the current resourceVersion, or the API server refuses it.
-        current = api.get_namespaced_custom_object(name=service_name, **where)
-        manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        api.replace_namespaced_custom_object(name=service_name, body=manifest, **where)
-        action = "replaced"
-    inference_service.metadata["namespace"] = where["namespace"]
-    print(f"{action} InferenceService {where['namespace']}/{service_name}", flush=True)
+        config.load_incluster_config()  # the run's ServiceAccount (RBAC: manifests/rbac.yaml)
+        if not namespace:  # the run's own namespace, e.g. the Kubeflow profile's
+            namespace = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text()
+        name = manifest["metadata"]["name"]
+        where = {
+            "group": "serving.kserve.io",
+            "version": "v1beta1",
+            "namespace": namespace.strip(),
+            "plural": "inferenceservices",
+        }
+        api = client.CustomObjectsApi()
+        try:
+            api.create_namespaced_custom_object(body=manifest, **where)
+            action = "created"
+        except ApiException as err:
+            if err.status != 409:  # 409: one of that name exists; anything else is a real error
+                raise
+            # A replace must carry the current resourceVersion, or the API server refuses it.
+            current = api.get_namespaced_custom_object(name=name, **where)
+            manifest["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+            api.replace_namespaced_custom_object(name=name, body=manifest, **where)
+            action = "replaced"
+        print(f"{action} InferenceService {where['namespace']}/{name}", flush=True)
+        return where["namespace"]
+
+    inference_service.metadata["namespace"] = apply_in_cluster(manifest, namespace)
 
 
 @dsl.pipeline(
