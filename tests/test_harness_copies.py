@@ -178,7 +178,3 @@ def test_the_command_line_reports_and_fixes(repo: Path) -> None:
     assert fixed.returncode == 0 and "rewrote copies in othercase/data.py" in fixed.stdout
     again = subprocess.run(run, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
-
-
-def test_the_repository_copies_are_clean() -> None:
-    assert copies.check(copies.case_folders(REPO_ROOT), REPO_ROOT) == []
