@@ -23,6 +23,8 @@ import pandas as pd
 import pooch
 import requests
 
+from income_census.cli import existing_path, output_dir
+
 MIRROR = "https://archive.ics.uci.edu/ml/machine-learning-databases/adult/"
 DEFAULT_DATA_DIR = Path("~/.cache/kubeflow-cases/income_census")  # expanded when used
 SAMPLE_DIR = Path(__file__).resolve().parent / "sample"
@@ -209,14 +211,14 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--dataset",
-        type=Path,
+        type=existing_path,
         default=None,
         help="a folder with adult.data and adult.test in the original format, as the pipeline's "
         "load_data step writes; overrides --sample and --data-dir (default: none)",
     )
     parser.add_argument(
         "--data-dir",
-        type=Path,
+        type=output_dir,
         default=DEFAULT_DATA_DIR,
         help=f"cache for the downloaded data (default: {DEFAULT_DATA_DIR})",
     )

@@ -26,6 +26,8 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
+from income_census.cli import non_negative_int, positive_float, positive_int, seed, thread_count
+
 # The 12 features in the book's order (adult.data's order without fnlwgt and education-num).
 FEATURES = (
     "age",
@@ -248,24 +250,27 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         help="the classifier (default: random_forest, the book's model)",
     )
     parser.add_argument(
-        "--n-estimators", type=int, default=50, help="trees in the ensemble (default: 50)"
+        "--n-estimators", type=positive_int, default=50, help="trees in the ensemble (default: 50)"
     )
     parser.add_argument(
         "--max-depth",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="deepest tree; 0 means unlimited for random_forest and 6 for xgboost (default: 0)",
     )
     parser.add_argument(
         "--min-samples-leaf",
-        type=int,
+        type=positive_int,
         default=1,
         help="smallest leaf (random_forest) or min_child_weight (xgboost) (default: 1)",
     )
     parser.add_argument(
-        "--learning-rate", type=float, default=0.3, help="xgboost's eta (default: 0.3)"
+        "--learning-rate", type=positive_float, default=0.3, help="xgboost's eta (default: 0.3)"
     )
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    parser.add_argument("--seed", type=seed, default=42, help="random seed (default: 42)")
     parser.add_argument(
-        "--n-jobs", type=int, default=-1, help="threads; -1 means one per CPU (default: -1)"
+        "--n-jobs",
+        type=thread_count,
+        default=-1,
+        help="threads; -1 means one per CPU (default: -1)",
     )

@@ -23,6 +23,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from income_census import data
+from income_census.cli import fail, output_dir
 from income_census.explain import background_rows
 from income_census.model import add_model_arguments, build_pipeline
 
@@ -35,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_data_arguments(parser)  # --sample, --dataset, --data-dir, --mirror
     parser.add_argument(
         "--model-dir",
-        type=Path,
+        type=output_dir,
         default=Path("model"),
         help="where model.joblib and metrics.json go (default: model)",
     )
@@ -74,7 +75,10 @@ def save(model: Pipeline, metrics: dict[str, float], model_dir: Path, train_rows
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
-    (train_rows, train_labels), (test_rows, test_labels) = data.load_chosen(args)
+    try:
+        (train_rows, train_labels), (test_rows, test_labels) = data.load_chosen(args)
+    except (OSError, ValueError, data.DownloadError) as err:  # unreachable, corrupt, unreadable
+        fail(f"{err} (check --dataset, --data-dir and --mirror, or use the committed --sample)")
     print(f"train={len(train_rows)} test={len(test_rows)} rows, model={args.model}", flush=True)
 
     model = build_pipeline(args)

@@ -21,6 +21,7 @@ Rank 0 checkpoints the booster every --checkpoint-rounds rounds (atomically) int
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import os
 import sys
@@ -34,6 +35,7 @@ import xgboost
 from sklearn.pipeline import Pipeline
 
 from income_census import data
+from income_census.cli import fail, output_dir, positive_int
 from income_census.model import add_model_arguments, build_pipeline
 from income_census.train import evaluate, report, save
 
@@ -50,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_data_arguments(parser)  # --sample, --dataset, --data-dir, --mirror
     parser.add_argument(
         "--model-dir",
-        type=Path,
+        type=output_dir,
         default=Path("model"),
         help="where model.joblib and metrics.json go (default: model)",
     )
@@ -58,13 +60,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # distributed: where rank 0 checkpoints the booster, and how often.
     parser.add_argument(
         "--checkpoint-dir",
-        type=Path,
+        type=output_dir,
         default=None,
         help="shared folder for checkpoints (default: <model-dir>/checkpoints)",
     )
     parser.add_argument(
         "--checkpoint-rounds",
-        type=int,
+        type=positive_int,
         default=10,
         help="boosting rounds between checkpoints (default: 10)",
     )
@@ -177,7 +179,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     # distributed: rank 0 starts the tracker first, so the others do not wait for its data.
     tracker = start_tracker(workers) if rank == 0 else None
     port = int(tracker.worker_args()["dmlc_tracker_port"]) if tracker else workers.tracker_port
-    (train_rows, train_labels), (test_rows, test_labels) = data.load_chosen(args)
+    try:
+        (train_rows, train_labels), (test_rows, test_labels) = data.load_chosen(args)
+    except (OSError, ValueError, data.DownloadError) as err:  # unreachable, corrupt, unreadable
+        if tracker is not None:  # stopped now, or its finalizer prints a traceback at exit
+            with contextlib.suppress(xgboost.core.XGBoostError):
+                tracker.free()
+        fail(f"{err} (check --dataset, --data-dir and --mirror, or use the committed --sample)")
     print(f"rank={rank} world_size={world_size} train={len(train_rows)} rows", flush=True)
 
     model = build_pipeline(args)
