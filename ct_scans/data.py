@@ -31,6 +31,8 @@ import requests
 from pydicom.dataset import FileDataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from ct_scans.cli import existing_path, output_dir
+
 DEFAULT_DATA_DIR = Path("~/.cache/kubeflow-cases/ct_scans")  # expanded when used
 RETRIES = 2  # a failed download is tried again this often (pooch waits 1 s, then 2 s)
 PHANTOM_SHAPE = (48, 64, 64)  # slices, rows, cols: the sample the tests and --sample use
@@ -303,7 +305,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--series-dir",
-        type=Path,
+        type=existing_path,
         default=None,
         help="a folder of DICOM files of one series (default: none)",
     )
@@ -318,7 +320,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--data-dir",
-        type=Path,
+        type=output_dir,
         default=DEFAULT_DATA_DIR,
         help=f"cache for downloads and the phantom (default: {DEFAULT_DATA_DIR})",
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ct_scans import data, model
+from ct_scans.cli import fail, non_negative_int, output_dir, percentage, positive_int, seed
 
 BASIS_FILE = "basis.npz"
 
@@ -35,21 +36,33 @@ def metric_name(prefix: str, percent: float) -> str:
 def add_svd_arguments(parser: argparse.ArgumentParser) -> None:
     """The parameters of dssvd(A, k, p, q) and of the denoising, as flags for Katib."""
     parser.add_argument(
-        "--rank", type=int, default=40, help="k: singular values computed (default: 40)"
+        "--rank", type=positive_int, default=40, help="k: singular values computed (default: 40)"
     )
     parser.add_argument(
-        "--oversampling", type=int, default=10, help="p: extra random directions (default: 10)"
+        "--oversampling",
+        type=non_negative_int,
+        default=10,
+        help="p: extra random directions (default: 10)",
     )
     parser.add_argument(
-        "--power-iterations", type=int, default=2, help="q: power iterations (default: 2)"
+        "--power-iterations",
+        type=non_negative_int,
+        default=2,
+        help="q: power iterations (default: 2)",
     )
     parser.add_argument(
         "--percent",
-        type=float,
+        type=percentage,
         default=5.0,
-        help="drop singular values under this %% of the largest (default: 5.0)",
+        help="drop singular values under this %% of the largest, 0 to under 100 (default: 5.0)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="random projection seed (default: 0)")
+    parser.add_argument("--seed", type=seed, default=0, help="random projection seed (default: 0)")
+
+
+def check_scan_chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What no single flag's type can check: that one of the data flags names a scan."""
+    if not (args.sample or args.series_dir or args.url):
+        parser.error("choose a scan: --sample, --series-dir DIR or --url URL [--sha256 SUM]")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,13 +70,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_data_arguments(parser)  # --sample, --series-dir, --url, --sha256, --data-dir
     parser.add_argument(
         "--model-dir",
-        type=Path,
+        type=output_dir,
         default=Path("model"),
         help="where basis.npz and metrics.json go (default: model)",
     )
     add_svd_arguments(parser)
     parser.add_argument("--images", action="store_true", help="also save slice PNGs (default: off)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_scan_chosen(parser, args)
+    return args
 
 
 def report(metrics: dict[str, float]) -> None:
@@ -125,7 +140,10 @@ def save_images(model_dir: Path, volume, truth, volumes: dict[float, np.ndarray]
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
-    volume, truth = data.load_chosen(args)
+    try:
+        volume, truth = data.load_chosen(args)
+    except (OSError, ValueError, data.DownloadError) as err:  # unreachable, corrupt, unreadable
+        fail(f"{err} (check --series-dir, --url and --data-dir, or use the phantom: --sample)")
     a = data.to_matrix(volume)
     print(f"scan {volume.shape} -> matrix {a.shape}", flush=True)
     k = min(args.rank, *a.shape)

@@ -47,6 +47,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ct_scans import data, train  # noqa: E402
+from ct_scans.cli import fail, output_dir, positive_int  # noqa: E402
 
 DEFAULT_MASTER = "local[2]"  # two task slots, as the SparkApplication's two executors have
 
@@ -58,7 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_data_arguments(parser)  # --sample, --series-dir, --url, --sha256, --data-dir
     parser.add_argument(
         "--model-dir",
-        type=Path,
+        type=output_dir,
         default=Path("model"),
         help="where basis.npz and metrics.json go, on the driver (default: model)",
     )
@@ -67,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # train.py has no cluster: how A is spread over the executors, and which Spark runs it.
     parser.add_argument(
         "--partitions",
-        type=int,
+        type=positive_int,
         default=None,
         help="blocks of rows of A, one Spark task each (default: one per executor core)",
     )
@@ -77,8 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"Spark master (default: spark-submit's; {DEFAULT_MASTER} when run with python)",
     )
     args = parser.parse_args(argv)
-    if args.partitions is not None and args.partitions < 1:
-        parser.error(f"--partitions must be at least 1, got {args.partitions}")
+    train.check_scan_chosen(parser, args)
     return args
 
 
@@ -182,7 +182,10 @@ def distributed_randomized_svd(
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
-    volume, truth = data.load_chosen(args)
+    try:
+        volume, truth = data.load_chosen(args)
+    except (OSError, ValueError, data.DownloadError) as err:  # unreachable, corrupt, unreadable
+        fail(f"{err} (check --series-dir, --url and --data-dir, or use the phantom: --sample)")
     a = data.to_matrix(volume)
     print(f"scan {volume.shape} -> matrix {a.shape}", flush=True)
     k = min(args.rank, *a.shape)
