@@ -163,7 +163,79 @@ print(
     experiment.spec.objective.objective_metric_name,
 )
 
+# %% [markdown]
+# Katib keeps each trial as a `Trial` object (`kubectl get trials -o json` shows them): its
+# `spec.parameterAssignments` (name and value, as strings) and, once the collector has read
+# them, `status.observation.metrics` (each metric's `latest`, `min` and `max`, also strings).
+# A metric counts one of the three, its metric strategy in `spec.objective`: by default `max`
+# when maximising. `trial_table`, the same function as in mnist's kubeflow notebook, turns a
+# list of Trials into one row per trial, typed as the Experiment's parameters are; the plot
+# below reads that table. The cluster branch feeds it the Trials it reads from the cluster,
+# the local branch the harness's trials put in the same shape (`as_katib_trial`), so one piece
+# of code draws both.
+
 # %%
+import math
+
+import pandas as pd
+
+
+def trial_table(trials: list[dict], experiment: dict) -> pd.DataFrame:
+    """One row per Katib Trial (JSON as the API returns it): name, status, parameters, metrics."""
+    spec = experiment["spec"]
+    kinds = {"int": int, "double": float}
+    types = {p["name"]: kinds.get(p["parameterType"], str) for p in spec["parameters"]}
+    metric_names = [
+        spec["objective"]["objectiveMetricName"],
+        *(spec["objective"].get("additionalMetricNames") or []),
+    ]
+    rows = []
+    for trial in trials:
+        status = trial.get("status") or {}
+        # The trial's own objective carries the metric strategies Katib defaulted.
+        objective = trial["spec"].get("objective") or spec["objective"]
+        default = "max" if objective["type"] == "maximize" else "min"
+        strategy = {s["name"]: s["value"] for s in objective.get("metricStrategies") or []}
+        true = [c["type"] for c in status.get("conditions") or [] if c["status"] == "True"]
+        row = {"trial": trial["metadata"]["name"], "status": true[-1] if true else "Created"}
+        for p in trial["spec"].get("parameterAssignments") or []:
+            row[p["name"]] = types.get(p["name"], str)(p["value"])
+        for m in (status.get("observation") or {}).get("metrics") or []:
+            try:  # Katib writes "unavailable" when the collector found no value
+                row[m["name"]] = float(m.get(strategy.get(m["name"], default)))
+            except (TypeError, ValueError):
+                row[m["name"]] = math.nan
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["trial", "status", *types, *metric_names])
+
+
+def as_katib_trial(trial) -> dict:
+    """A trial the harness ran (tests.harness.katib.Trial), in the shape Katib stores a Trial."""
+    metrics = [
+        {"name": name, **{k: str(v) for k, v in values.items()}}
+        for name, values in trial.metrics.items()
+    ]
+    assignments = [{"name": k, "value": v} for k, v in trial.parameters.items()]
+    return {
+        "metadata": {"name": trial.name},
+        "spec": {"parameterAssignments": assignments},
+        "status": {
+            "conditions": [{"type": trial.status, "status": "True"}],
+            "observation": {"metrics": metrics},
+        },
+    }
+
+
+# %% [markdown]
+# On a cluster the notebook creates the Experiment, waits for Katib to say it succeeded or
+# failed, and lists its Trials by the label Katib puts on each,
+# `katib.kubeflow.org/experiment=ct-scans-psnr`. The Trial objects keep what the plot needs;
+# the trials' Jobs do not last (Katib deletes each once its trial is done, unless the trial
+# template says `retain: true`). Locally the harness runs the Experiment the same way and
+# prints what `kubectl get trials` and `kubectl describe experiment` would.
+
+# %%
+experiment_doc = experiment.to_dict()
 if cluster:
     import time
 
@@ -171,29 +243,40 @@ if cluster:
 
     config.load_config()
     api = client.CustomObjectsApi()
-    body = experiment.to_dict()
-    api.create_namespaced_custom_object("kubeflow.org", "v1beta1", namespace, "experiments", body)
+    katib_api = ("kubeflow.org", "v1beta1", namespace)
+    api.create_namespaced_custom_object(*katib_api, "experiments", experiment_doc)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status = api.get_namespaced_custom_object(
-            "kubeflow.org", "v1beta1", namespace, "experiments", experiment.metadata.name
+            *katib_api, "experiments", experiment.metadata.name
         ).get("status", {})
         done = [c for c in status.get("conditions", []) if c["type"] in ("Succeeded", "Failed")]
         if any(c["status"] == "True" for c in done):
             break
         time.sleep(30)
     print(json.dumps(status.get("currentOptimalTrial", {}), indent=2))
-    trials = []  # the Katib UI draws them; `kubectl get trials -n <namespace>` lists them
+    katib_trials = api.list_namespaced_custom_object(
+        *katib_api,
+        "trials",
+        label_selector=f"katib.kubeflow.org/experiment={experiment.metadata.name}",
+    )["items"]
 else:
-    from tests.harness import katib
+    import warnings
 
-    result = katib.run_experiment(experiment.to_dict(), workdir=work / "katib", timeout=timeout)
+    with warnings.catch_warnings():  # optuna's progress bars look for ipywidgets; none is shown
+        warnings.filterwarnings("ignore", "IProgress not found")
+        from tests.harness import katib
+
+    result = katib.run_experiment(experiment_doc, workdir=work / "katib", timeout=timeout)
     print(result.format_trials())
     print(result.describe())
-    trials = [t for t in result.trials if t.objective is not None]
+    katib_trials = [as_katib_trial(t) for t in result.trials]
+
+trials = trial_table(katib_trials, experiment_doc)
+trials
 
 # %% [markdown]
-# Each trial's PSNR against the percentage it dropped, labelled with its rank, and the noisy
+# Each trial's PSNR against the percentage it dropped, coloured by its rank, and the noisy
 # scan's PSNR as the line to beat (each trial reports it too, as `psnr - psnr_gain`). The
 # walkthrough's curve predicts the shape: a cut near the spectrum's knee, a few % of the
 # largest value, wins, and cutting deeper loses anatomy faster than noise. Two trials of
@@ -209,23 +292,34 @@ else:
 # %%
 import matplotlib.pyplot as plt
 
-if trials:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    percents = [float(t.parameters["percent"]) for t in trials]
-    scores = [t.objective for t in trials]
-    ax.scatter(percents, scores, color="tab:orange", zorder=2)
-    for t, x, y in zip(trials, percents, scores, strict=True):
-        ax.annotate(f" rank {t.parameters['rank']}", (x, y), fontsize=8)
-    noisy = trials[0].objective - trials[0].metrics["psnr_gain"]["latest"]
+scored = trials.dropna(subset=["psnr"])
+if len(scored):
+    space = {p.name: p.feasible_space for p in experiment.spec.parameters}
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    points = ax.scatter(
+        scored["percent"],
+        scored["psnr"],
+        c=scored["rank"],
+        cmap="viridis",
+        vmin=float(space["rank"].min),
+        vmax=float(space["rank"].max),
+        s=50,
+        edgecolors="black",
+        linewidths=0.5,
+        zorder=2,
+    )
+    fig.colorbar(points, ax=ax, label="rank k")
+    noisy = (scored["psnr"] - scored["psnr_gain"]).iloc[0]
     ax.axhline(noisy, color="grey", linestyle="--", label="noisy scan")
     # The whole search space on the x axis: where in it the trials landed.
-    space = next(p.feasible_space for p in experiment.spec.parameters if p.name == "percent")
-    ax.set_xlim(0, float(space.max) * 1.15)
+    ax.set_xlim(0, float(space["percent"].max) * 1.05)
     ax.margins(y=0.2)
+    ax.grid(alpha=0.3)
     ax.set_xlabel("singular values dropped (% of the largest)")
     ax.set_ylabel("psnr (dB)")
     ax.set_title(f"{experiment.metadata.name}: one point per trial")
-    ax.legend()
+    ax.legend(loc="lower left")
+    fig.tight_layout()
     plt.show()
 
 # %% [markdown]
@@ -337,7 +431,10 @@ isvc = V1beta1InferenceService(
     api_version=constants.KSERVE_V1BETA1,
     kind=constants.KSERVE_KIND_INFERENCESERVICE,
     metadata=k8s.V1ObjectMeta(
-        name=doc["metadata"]["name"], namespace=namespace, labels=doc["metadata"].get("labels")
+        name=doc["metadata"]["name"],
+        namespace=namespace,
+        labels=doc["metadata"].get("labels"),
+        annotations=doc["metadata"].get("annotations"),  # KServe's Standard deployment mode
     ),
     spec=V1beta1InferenceServiceSpec(
         predictor=V1beta1PredictorSpec(

@@ -9,16 +9,87 @@ walkthrough takes about 15 s here; the kubeflow notebook about 50 s, most of it 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+import jupytext
+import nbformat
 import pytest
 
-from tests.harness import notebooks
+from tests.harness import katib, manifests, notebooks
 
 CASE_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = CASE_DIR.parent
+KUBEFLOW = CASE_DIR / "notebooks/kubeflow.py"
 
 pytestmark = pytest.mark.notebook
+
+# A Trial of the Experiment as Katib 0.19 stores it (pkg/apis/controller/trials/v1beta1 and
+# common/v1beta1: parameter values and metric values are strings), trimmed.
+KATIB_TRIAL = {
+    "apiVersion": "kubeflow.org/v1beta1",
+    "kind": "Trial",
+    "metadata": {
+        "name": "ct-scans-psnr-5n7x2kqd",
+        "labels": {"katib.kubeflow.org/experiment": "ct-scans-psnr"},
+    },
+    "spec": {
+        "objective": {
+            "type": "maximize",
+            "goal": 40.0,
+            "objectiveMetricName": "psnr",
+            "additionalMetricNames": ["ssim", "psnr_gain"],
+            "metricStrategies": [
+                {"name": "psnr", "value": "max"},
+                {"name": "ssim", "value": "max"},
+                {"name": "psnr_gain", "value": "max"},
+            ],
+        },
+        "parameterAssignments": [
+            {"name": "rank", "value": "21"},
+            {"name": "percent", "value": "2.4"},
+        ],
+    },
+    "status": {
+        "conditions": [
+            {"type": "Created", "status": "True"},
+            {"type": "Running", "status": "False"},
+            {"type": "Succeeded", "status": "True"},
+        ],
+        "observation": {
+            "metrics": [
+                {"name": "psnr", "latest": "26.8", "min": "26.8", "max": "26.8"},
+                {"name": "ssim", "latest": "0.71", "min": "0.71", "max": "0.71"},
+                {"name": "psnr_gain", "latest": "3.1", "min": "3.1", "max": "3.1"},
+            ]
+        },
+    },
+}
+
+
+def notebook_function(source: Path, name: str) -> Callable:
+    """A function of the notebook, from running (in this process) the one cell defining it."""
+    cells = jupytext.read(source).cells
+    (cell,) = [c for c in cells if c.cell_type == "code" and f"def {name}(" in c.source]
+    namespace: dict = {}
+    exec(compile(cell.source, f"{source.name}: cell", "exec"), namespace)  # noqa: S102
+    return namespace[name]
+
+
+def stderr_of(executed: Path) -> str:
+    """What the cells wrote to stderr: warnings a reader would see in red."""
+    cells = nbformat.read(executed, as_version=4).cells
+    return "".join(o.text for c in cells for o in c.get("outputs", []) if o.get("name") == "stderr")
+
+
+def cell_output(executed: Path, marker: str) -> dict:
+    """The displayed value (its mime bundle) of the executed cell whose source contains marker."""
+    for cell in nbformat.read(executed, as_version=4).cells:
+        if cell.cell_type == "code" and marker in cell.source:
+            for out in cell.outputs:
+                if out.output_type in ("execute_result", "display_data"):
+                    return out.data
+    raise AssertionError(f"no displayed value from the cell with {marker!r}")
 
 
 def decibels(label: str, text: str) -> float:
@@ -63,7 +134,7 @@ def test_walkthrough_reads_denoises_measures_and_serves(tmp_path: Path) -> None:
 
 def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
     executed = notebooks.execute(
-        CASE_DIR / "notebooks/kubeflow.py",
+        KUBEFLOW,
         parameters={"cluster": False, "work_dir": str(tmp_path / "work"), "timeout": 900},
         cwd=REPO_ROOT,
         output=tmp_path / "kubeflow.ipynb",
@@ -73,6 +144,11 @@ def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
     assert "SparkApplication ct-scans-svd: COMPLETED" in text, text[-3000:]
     assert "spark master=local[2] partitions=2" in text  # two executors of one core
     assert "Best Trial Name:" in text and "Trials Succeeded:           3" in text, text[-3000:]
+    # The table the plot reads came out of trial_table, the cluster branch's code.
+    html = cell_output(executed, "trials = trial_table(katib_trials, experiment_doc)")["text/html"]
+    for column in ("trial", "status", "rank", "percent", "psnr", "ssim", "psnr_gain"):
+        assert f"<th>{column}</th>" in html, html
+    assert html.count("<td>Succeeded</td>") == 3, html
     assert images >= 1  # the trials' scatter plot
     tasks = text.split("tasks run:")[1].splitlines()[0]
     for task in ("load-scan", "dicom-to-matrix", "svd-on-spark", "visualize"):
@@ -83,3 +159,50 @@ def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
     assert "<h2>Denoised CT slices</h2>" in text
     assert text.count("<img src='data:image/png;base64,") >= 2
     assert "served equals in-process: True" in text, text[-2000:]
+    assert "Warning" not in stderr_of(executed), stderr_of(executed)
+
+
+def test_trial_table_reads_katib_trials_as_the_cluster_returns_them() -> None:
+    trial_table = notebook_function(KUBEFLOW, "trial_table")
+    experiment = manifests.load(CASE_DIR / "manifests/katib-experiment.yaml")[0]
+    failed = {
+        "metadata": {"name": "ct-scans-psnr-q8wz4bmd"},
+        "spec": {"parameterAssignments": [{"name": "rank", "value": "9"}]},
+        "status": {"conditions": [{"type": "Failed", "status": "True"}]},
+    }
+
+    table = trial_table([KATIB_TRIAL, failed], experiment)
+
+    assert list(table.columns) == [
+        "trial",
+        "status",
+        "rank",
+        "percent",
+        "psnr",
+        "ssim",
+        "psnr_gain",
+    ]
+    first = table.iloc[0]
+    assert (first["trial"], first["status"]) == ("ct-scans-psnr-5n7x2kqd", "Succeeded")
+    assert (first["rank"], first["percent"]) == (21, 2.4)  # int and double, as declared
+    assert (first["psnr"], first["ssim"], first["psnr_gain"]) == (26.8, 0.71, 3.1)
+    assert table.iloc[1]["status"] == "Failed" and table.iloc[1].isna()["psnr"]
+
+
+def test_local_trials_reach_the_table_as_katib_would_report_them() -> None:
+    trial_table = notebook_function(KUBEFLOW, "trial_table")
+    as_katib_trial = notebook_function(KUBEFLOW, "as_katib_trial")
+    experiment = manifests.load(CASE_DIR / "manifests/katib-experiment.yaml")[0]
+    trial = katib.Trial(
+        name="ct-scans-psnr-b4qz7wxk",
+        parameters={"rank": "40", "percent": "5.0"},
+        status="Succeeded",
+        metrics={
+            "psnr": {"latest": 26.7, "min": 26.7, "max": 26.7},
+            "psnr_gain": {"latest": 3.0, "min": 3.0, "max": 3.0},
+        },
+        objective=26.7,
+    )
+    row = trial_table([as_katib_trial(trial)], experiment).iloc[0]
+    assert row["psnr"] == trial.objective and row["psnr_gain"] == 3.0
+    assert (row["rank"], row["percent"]) == (40, 5.0)
