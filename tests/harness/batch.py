@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.harness import operators, procs
 from tests.harness.containers import PathMap, local_argv, local_cwd, local_env, mount_volumes
-from tests.harness.jobs import JobResult, ReplicaResult
+from tests.harness.results import JobResult, ReplicaResult
 
 JOB_BACKOFF_LIMIT = 6  # Kubernetes' default spec.backoffLimit of a batch/v1 Job
 

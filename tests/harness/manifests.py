@@ -53,6 +53,8 @@ __all__ = [
     "ManifestError",
     "apply_overrides",
     "check",
+    "containers",
+    "find",
     "load",
     "validate",
     "validate_file",

@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -83,17 +82,3 @@ def alive(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
         return stat.rsplit(")", 1)[1].split()[0] != "Z"
     return True
-
-
-def wait_for_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> bool:
-    """Wait until something accepts connections on 127.0.0.1:port (False if proc exits first)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.settimeout(0.5)
-            if s.connect_ex((LOOPBACK, port)) == 0:
-                return True
-        time.sleep(0.1)
-    return False
