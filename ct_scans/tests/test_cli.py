@@ -7,6 +7,7 @@ line that says what to do and exit 1. The real CLI runs in a subprocess, as a us
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from ct_scans import train, train_distributed
-from tests.harness import procs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINERS = ("ct_scans.train", "ct_scans.train_distributed")
@@ -28,6 +28,13 @@ def run_cli(module: str, *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
+
+
+def refused_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens: a connection there is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/"
 
 
 def error_line(run: subprocess.CompletedProcess, prog: str) -> str:
@@ -109,7 +116,7 @@ def test_a_folder_without_a_series_is_one_line_and_exit_1(module: str, tmp_path:
 
 @pytest.mark.parametrize("module", TRAINERS)
 def test_a_failed_download_is_one_line_and_exit_1(module: str, tmp_path: Path) -> None:
-    url = f"http://{procs.LOOPBACK}:{procs.free_port()}/series.zip"  # nothing listens there
+    url = refused_url() + "series.zip"
     run = run_cli(
         module, f"--url={url}", f"--data-dir={tmp_path / 'c'}", f"--model-dir={tmp_path}/m"
     )

@@ -8,6 +8,7 @@ mistakes found later (a --dataset folder without the data files, a failed downlo
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from income_census import train, train_distributed
-from tests.harness import procs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINERS = ("income_census.train", "income_census.train_distributed")
@@ -31,6 +31,13 @@ def run_cli(module: str, *args: str) -> subprocess.CompletedProcess:
         text=True,
         timeout=300,
     )
+
+
+def refused_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens: a connection there is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/"
 
 
 def error_line(run: subprocess.CompletedProcess, prog: str) -> str:
@@ -111,7 +118,7 @@ def test_a_dataset_without_the_data_files_is_one_line_and_exit_1(
 
 @pytest.mark.parametrize("module", TRAINERS)
 def test_a_failed_download_is_one_line_and_exit_1(module: str, tmp_path: Path) -> None:
-    mirror = f"http://{procs.LOOPBACK}:{procs.free_port()}/"  # nothing listens: refused at once
+    mirror = refused_url()
     run = run_cli(
         module,
         f"--mirror={mirror}",

@@ -8,6 +8,7 @@ that says what to do and exit 1. The real CLI runs in a subprocess, as a user wo
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,6 @@ import pytest
 
 from mnist import train, train_torch
 from mnist.train_torch import world_from_env
-from tests.harness import procs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TRAINERS = ("mnist.train", "mnist.train_torch")
@@ -33,6 +33,13 @@ def run_cli(
         text=True,
         timeout=300,
     )
+
+
+def refused_url() -> str:
+    """An http URL on 127.0.0.1 where nothing listens: a connection there is refused at once."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}/"
 
 
 def error_line(run: subprocess.CompletedProcess, prog: str) -> str:
@@ -127,7 +134,7 @@ def test_a_dataset_that_is_no_npz_is_one_line_and_exit_1(module: str, tmp_path: 
 
 @pytest.mark.parametrize("module", TRAINERS)
 def test_a_failed_download_is_one_line_and_exit_1(module: str, tmp_path: Path) -> None:
-    mirror = f"http://{procs.LOOPBACK}:{procs.free_port()}/"  # nothing listens: refused at once
+    mirror = refused_url()
     run = run_cli(
         module,
         f"--mirror={mirror}",
