@@ -2,6 +2,7 @@
 
 Modules: cases (discovery), manifests (strict validation), jobs (training jobs as local
 processes), katib (Experiments with Optuna samplers), pipelines (kfp.local), serving (KServe
-servers on loopback), notebooks (jupytext drift and papermill), kind (the cluster lane).
+servers on loopback), badrequests (the bad-request suite every server passes), notebooks
+(jupytext drift and papermill), kind (the cluster lane).
 `python -m tests.harness --help` is the command-line entry point.
 """

@@ -2,12 +2,13 @@
 
 The predictor's first container (a custom-container predictor: `command` + `args`, as every case
 study's manifest has) runs as a local process on a free 127.0.0.1 port. The harness appends
-`--host 127.0.0.1 --http_port <port>` to its arguments, which is the `serve.py` convention
-written down in tests/fixtures/serving/echo_model.py. `/mnt/models`, where KServe's storage
-initializer puts the model, maps to a folder the caller names.
+`--host 127.0.0.1 --http_port <port>` to its arguments, the `serve.py` convention (mnist/serve.py
+and tests/fixtures/serving/echo_model.py). `/mnt/models`, where KServe's storage initializer puts
+the model, maps to a folder the caller names.
 
     with serve(manifest_path, workdir=tmp_path, model_dir=trained_dir) as server:
         assert server.v1_predict([[1, 2, 3, 4]]).json()["predictions"] == [10.0]
+        badrequests.check(server, probe, good_v1, good_v2)  # the shared bad-request suite
 
 The process is stopped by its own process group id when the block ends, also when it raises;
 an `atexit` hook stops any server a crashed caller left behind.
