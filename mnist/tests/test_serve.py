@@ -24,7 +24,8 @@ from kserve.errors import InvalidInput
 from PIL import Image
 
 from mnist import data
-from mnist.serve import png_pixels
+from mnist.serve import DEFAULT_MAX_REQUEST_BYTES, png_pixels
+from tests.harness import badrequests
 from tests.harness.serving import load_inference_service, serve
 
 CASE = Path(__file__).resolve().parents[1]
@@ -297,7 +298,14 @@ BAD_REQUESTS = [
     ("v2-empty", V2, {"inputs": [v2_pixels(np.zeros((0, 28, 28)))]}, 400, "non-empty batch"),
     ("v2-minus-one", V2, {"inputs": [v2_pixels([ZEROS], shape=[-1, 28, 28])]}, 400, "non-empty"),
     ("v2-too-many", V2, {"inputs": [v2_pixels([ZEROS] * 257)]}, 400, "at most 256 images"),
-    ("v2-two-inputs", V2, {"inputs": [v2_pixels([ZEROS])] * 2}, 400, "exactly one input"),
+    (
+        "v2-two-inputs",
+        V2,
+        {"inputs": [v2_pixels([ZEROS]), {**v2_pixels([ZEROS]), "name": "mask"}]},
+        400,
+        "exactly one input",
+    ),
+    ("v2-misnamed", V2, {"inputs": [{**v2_pixels([ZEROS]), "name": "images"}]}, 400, "'image'"),
     ("v2-missing", V2, {"tensors": []}, 400, "inputs: Field required"),
     ("v2-not-json", V2, b"this is not json", 400, "not valid JSON"),
     ("v2-bytes-shape", V2, {"inputs": [v2_bytes(["x"], shape=[1, 1])]}, 400, "shape [N]"),
@@ -356,6 +364,98 @@ def test_oversized_chunked_body_gets_413(server, sample, path: str) -> None:
     assert response.status_code == 413, response.text
     assert "over the limit" in response.json()["error"]
     assert_still_serving(server, sample)
+
+
+# The harness's shared suite: every generic malformed request, V1, V2 JSON and binary.
+GOOD_V1 = {"instances": [ZEROS]}
+GOOD_V2 = {"inputs": [v2_pixels([ZEROS])]}
+SHARED = badrequests.probes(GOOD_V1, GOOD_V2, max_request_bytes=DEFAULT_MAX_REQUEST_BYTES)
+
+
+@pytest.mark.parametrize("probe", SHARED, ids=str)
+def test_shared_bad_request_suite(server, probe: badrequests.Probe) -> None:
+    badrequests.check(server, probe, GOOD_V1, GOOD_V2)
+
+
+# --- the binary-data extension --------------------------------------------------------------------
+
+
+def post_binary(server, request: dict, binary_output: bool = False) -> httpx.Response:
+    body, headers = badrequests.binary_request(request, binary_output=binary_output)
+    return server.post(V2, body, headers)
+
+
+def binary_answer(response: httpx.Response) -> tuple[list[int], np.ndarray]:
+    """digit and probabilities from an answer with raw outputs after its JSON."""
+    assert response.status_code == 200, response.text
+    length = int(response.headers[badrequests.HEADER])
+    outputs, offset, raw = json.loads(response.content[:length])["outputs"], length, {}
+    for output in outputs:
+        size = output["parameters"]["binary_data_size"]
+        raw[output["name"]] = response.content[offset : offset + size]
+        offset += size
+    assert offset == len(response.content)
+    digits = np.frombuffer(raw["digit"], "<i8").tolist()
+    return digits, np.frombuffer(raw["probabilities"], "<f4").reshape(-1, 10)
+
+
+def test_binary_pixels_in_and_out_match_keras(server, sample, expected) -> None:
+    request = {"inputs": [v2_pixels(sample[0])]}  # UINT8: one byte a pixel after the JSON
+    assert_same_answers(v2_answer(post_binary(server, request)), expected)
+    assert_same_answers(binary_answer(post_binary(server, request, binary_output=True)), expected)
+
+
+def test_raw_png_bytes_over_binary_v2_match_keras(server, sample, expected) -> None:
+    # The documented path that got a 500 from KServe 0.21: it decodes BYTES as UTF-8 text.
+    pngs = [png(image) for image in sample[0]]
+    response = post_binary(server, {"inputs": [v2_bytes(pngs)]})
+    assert_same_answers(v2_answer(response), expected)
+
+
+def test_one_output_asked_for_by_name(server, sample, expected) -> None:
+    request = {"inputs": [v2_pixels(sample[0][:2])], "outputs": [{"name": "digit"}]}
+    response = server.post(V2, request)
+    assert response.status_code == 200, response.text
+    (output,) = response.json()["outputs"]
+    assert output["name"] == "digit" and output["data"] == expected[:2].argmax(axis=1).tolist()
+
+
+def test_v1_probabilities_are_float32_in_their_shortest_decimals(server, sample) -> None:
+    text = server.v1_predict(sample[0][:1].tolist()).text
+    numbers = re.findall(r"[0-9][0-9.]*(?:e-?[0-9]+)?", text.split('"probabilities"')[1])
+    for number in numbers:
+        digits = number.split("e")[0].replace(".", "").lstrip("0")
+        assert len(digits) <= 9, number  # a float32 needs at most 9; "0.9980999827384949"
+        assert np.float32(number) == np.float32(float(number))
+
+
+# --- the command line -----------------------------------------------------------------------------
+
+
+def test_model_dir_is_spelled_as_in_train_and_kserves_spelling_still_works(tmp_path) -> None:
+    from mnist.serve import parse_args
+
+    assert parse_args(["--model-dir", str(tmp_path)]).model_dir == tmp_path
+    assert parse_args(["--model_dir", str(tmp_path)]).model_dir == tmp_path
+    assert parse_args(["--max-batch-size", "8"]).max_batch_size == 8
+
+
+@pytest.mark.parametrize("flag", ["--max-batch-size", "--max-request-bytes"])
+def test_a_bad_limit_is_a_usage_error(capsys, flag: str) -> None:
+    from mnist.serve import parse_args
+
+    with pytest.raises(SystemExit) as exit_:
+        parse_args([flag, "0"])
+    assert exit_.value.code == 2
+    assert f"argument {flag}" in capsys.readouterr().err
+
+
+def test_a_missing_model_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "mnist.serve", "--model-dir", str(tmp_path / "none")]
+    run = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith("mnist.serve: no model at")
 
 
 # --- the SeldonDeployment runs the same server --------------------------------------------------
