@@ -25,6 +25,7 @@ import pandas as pd
 from income_census.model import CATEGORICAL, CATEGORIES, FEATURES, KNOWN_VALUES, NUMERIC, UNKNOWN
 
 IGNORED_COLUMNS = frozenset({"fnlwgt", "education-num", "income"})
+FLOAT32_MAX = 3.4028234663852886e38  # larger numbers overflow the model's float32 input
 DEFAULT_MAX_ROWS = 1000
 EXAMPLE = (
     '{"age": 39, "workclass": "State-gov", "education": "Bachelors", "marital-status": '
@@ -88,8 +89,11 @@ def check_value(column: str, value: object, what: str) -> object:
     if column in NUMERIC:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise BadRows(f"{what}: '{column}' must be a number, got {value!r}")
-        if not math.isfinite(value) or value < 0:
-            raise BadRows(f"{what}: '{column}' must be a finite number >= 0, got {value!r}")
+        if not math.isfinite(value) or not 0 <= value <= FLOAT32_MAX:
+            raise BadRows(
+                f"{what}: '{column}' must be a finite number >= 0 (at most {FLOAT32_MAX:.4g}: "
+                f"the trees compare float32), got {value!r}"
+            )
         return float(value)
     if isinstance(value, int) and not isinstance(value, bool):
         codes = CATEGORIES[column]

@@ -16,13 +16,15 @@ import numpy as np
 import pytest
 
 from income_census import data, rows
-from income_census.model import FEATURES, NUMERIC
-from tests.harness import manifests
+from income_census.model import CATEGORIES, FEATURES, NUMERIC
+from income_census.serve import DEFAULT_MAX_REQUEST_BYTES
+from tests.harness import badrequests, manifests
 from tests.harness.serving import Server, serve
 
 CASE = Path(__file__).resolve().parents[1]
 ISVC = CASE / "manifests" / "inferenceservice.yaml"
 V1 = "/v1/models/income:predict"
+V2 = "/v2/models/income/infer"
 EXPLAIN = "/v1/models/income:explain"
 BOOK_ROW = [39, 7, 1, 1, 1, 1, 4, 1, 2174, 0, 40, 9]
 
@@ -189,3 +191,109 @@ def test_predictor_and_explainer_run_the_same_server() -> None:
     for key in ("image", "command", "args", "env"):
         assert predictor[key] == explainer[key], key
     assert predictor["command"] == ["python", "-m", "income_census.serve"]
+
+
+# --- the harness's shared suite, and this case's own bad requests -------------------------------
+
+NAMED = {c: (v if c in NUMERIC else CATEGORIES[c][v]) for c, v in GOOD.items()}
+
+
+def by_column(named_rows: list[dict]) -> list[dict]:
+    """V2 inputs, one per column, for rows by name."""
+    return [
+        {
+            "name": column,
+            "shape": [len(named_rows)],
+            "datatype": "FP64" if column in NUMERIC else "BYTES",
+            "data": [row[column] for row in named_rows],
+        }
+        for column in FEATURES
+    ]
+
+
+GOOD_V1 = {"instances": [BOOK_ROW]}
+GOOD_V2 = {"inputs": by_column([NAMED])}
+SHARED = badrequests.probes(GOOD_V1, GOOD_V2, max_request_bytes=DEFAULT_MAX_REQUEST_BYTES)
+
+
+@pytest.mark.parametrize("probe", SHARED, ids=str)
+def test_shared_bad_request_suite(server: Server, probe: badrequests.Probe) -> None:
+    badrequests.check(server, probe, GOOD_V1, GOOD_V2)
+
+
+def rows_tensor(values: list, shape: list[int], datatype: str = "INT64") -> dict:
+    return {"inputs": [{"name": "rows", "shape": shape, "datatype": datatype, "data": values}]}
+
+
+HUGE = 1.7e308  # finite, and beyond the float32 the trees compare
+OWN_BAD = {
+    "v1-huge-age": (V1, {"instances": [{**GOOD, "age": HUGE}]}, "'age' must be a finite"),
+    "v1-huge-gain": (V1, {"instances": [[*BOOK_ROW[:8], HUGE, *BOOK_ROW[9:]]]}, "capital-gain"),
+    "explain-huge-age": (EXPLAIN, {"instances": [{**GOOD, "age": HUGE}]}, "'age' must be"),
+    "v2-rows-zero-wide": (V2, rows_tensor([], [1, 0]), "expected 12 values"),
+    "v2-rows-misnamed": (
+        V2,
+        {"inputs": [{**rows_tensor(BOOK_ROW, [1, 12])["inputs"][0], "name": "row"}]},
+        "unknown: ['row']",
+    ),
+    "v2-rows-huge": (V2, rows_tensor([HUGE, *BOOK_ROW[1:]], [1, 12], "FP64"), "'age' must be"),
+    "v2-columns-of-unequal-length": (
+        V2,
+        {
+            "inputs": [
+                {**t, "shape": [2], "data": t["data"] * 2} if t["name"] == "sex" else t
+                for t in by_column([NAMED])
+            ]
+        },
+        "'sex': 2 rows, but input 'age' has 1",
+    ),
+    "v2-category-as-number": (
+        V2,
+        {
+            "inputs": [
+                {**t, "datatype": "FP64", "data": [3.5]} if t["name"] == "race" else t
+                for t in by_column([NAMED])
+            ]
+        },
+        "'race' must be a category name or its code",
+    ),
+}
+
+
+@pytest.mark.parametrize("path, body, message", OWN_BAD.values(), ids=OWN_BAD.keys())
+def test_own_bad_requests_get_a_400_naming_the_column(server: Server, path, body, message) -> None:
+    answer = server.post(path, body)
+    assert answer.status_code == 400, answer.text
+    assert message in answer.json()["error"], answer.text
+    assert server.v1_predict([BOOK_ROW]).status_code == 200
+
+
+def test_category_bytes_that_are_not_utf8_get_a_400(server: Server) -> None:
+    request = {"inputs": by_column([NAMED])}
+    body, headers = badrequests.binary_request(request)
+    broken = body.replace(NAMED["occupation"].encode(), b"\xff" * len(NAMED["occupation"]))
+    answer = server.post(V2, broken, headers)
+    assert answer.status_code == 400, answer.text
+    assert "'occupation'[0]: expected UTF-8 text" in answer.json()["error"]
+
+
+def test_binary_columns_answer_as_json_columns_do(server: Server, model, test_rows) -> None:
+    batch = test_rows.iloc[:32]
+    request = {"inputs": by_column(by_name(batch))}
+    body, headers = badrequests.binary_request(request)
+    answer = server.post(V2, body, headers)
+    assert answer.status_code == 200, answer.text
+    outputs = {o["name"]: o for o in answer.json()["outputs"]}
+    expected = model.predict_proba(batch)
+    np.testing.assert_allclose(
+        np.reshape(outputs["probabilities"]["data"], (-1, 2)), expected, atol=1e-12
+    )
+    assert outputs["label"]["data"] == [["<=50K", ">50K"][c] for c in expected.argmax(axis=1)]
+
+
+def test_model_dir_is_spelled_as_in_train_and_kserves_spelling_still_works(tmp_path) -> None:
+    from income_census.serve import parse_args
+
+    assert parse_args(["--model-dir", str(tmp_path)]).model_dir == tmp_path
+    assert parse_args(["--model_dir", str(tmp_path)]).model_dir == tmp_path
+    assert parse_args(["--max-rows", "10", "--max-explain-rows", "2"]).max_rows == 10
