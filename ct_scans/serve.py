@@ -1,12 +1,13 @@
 """Serve CT-slice denoising with the stored SVD basis over KServe (V1 and Open Inference V2).
 
     python -m ct_scans.train --sample --model-dir /tmp/ct
-    python -m ct_scans.serve --model_name ct-scans --model_dir /tmp/ct --host 127.0.0.1
+    python -m ct_scans.serve --model_name ct-scans --model-dir /tmp/ct --host 127.0.0.1
     curl -d @ct_scans/sample/request.json localhost:8080/v2/models/ct-scans/infer
 
---model_dir holds the basis.npz that `python -m ct_scans.train` (or the SparkApplication)
-writes: U (rows x cols, k), the singular values s and the slice shape. On a cluster KServe's
-storage initializer puts that folder at /mnt/models, the default.
+--model-dir (KServe's --model_dir also works) holds the basis.npz that `python -m
+ct_scans.train` (or the SparkApplication) writes: U (rows x cols, k), the singular values s and
+the slice shape. On a cluster KServe's storage initializer puts that folder at /mnt/models, the
+default.
 
 A slice is denoised as in `ct_scans.model.project`: as a column x of rows x cols pixels it becomes
 U_r U_r^T x, where U_r holds the left singular vectors of the singular values that are at least
@@ -14,7 +15,8 @@ U_r U_r^T x, where U_r holds the left singular vectors of the singular values th
 Percent 0 keeps all k stored values: the answer is then x projected onto the whole basis, which
 is x itself only for the slices of the scan the basis came from, and only at full rank.
 
-Requests (1 to --max_slices slices, values in Hounsfield units):
+Requests (1 to --max-slices slices, values in Hounsfield units; send a volume's slices in one
+request rather than one each):
 
 * V1, POST /v1/models/ct-scans:predict, `{"instances": [slice, ...], "percent": 5}` where a
   slice is a rows x cols array of numbers; "percent" is optional. Answer:
@@ -27,40 +29,54 @@ Requests (1 to --max_slices slices, values in Hounsfield units):
   `denoised`, FP32 [N, rows, cols], and the response parameters `percent` and `kept`.
   For volumes of full-size slices use the binary data extension: the slices as raw
   little-endian bytes after the JSON (header Inference-Header-Content-Length, input parameter
-  `binary_data_size`) and `"binary_data_output": true` for raw FP32 bytes back. KServe's JSON
-  encoding of the answer costs about 1 s per 512 x 512 slice here; V1 and binary V2 about 0.2 s.
+  `binary_data_size`), read with one np.frombuffer, and `"binary_data_output": true` for raw
+  FP32 bytes back: no number is written or parsed as text.
 
-Bad input gets a 400 that says what was expected (a slice of another size than the basis's,
-non-numbers, NaN or infinity, an empty or too large batch, a percentage outside [0, 100) or not
-a number, a missing field, a body that is not JSON), and the server keeps serving. (NaN is not
-JSON: in V1 KServe refuses such a body itself, "Unrecognized request format".) The command
-line follows tests/fixtures/serving/echo_model.py: KServe's own flags plus --model_dir and
---host (0.0.0.0 in a pod, 127.0.0.1 in tests).
+Bad input of any kind gets a 4xx with `{"error": "<what was expected>"}` (a slice of another
+size than the basis's, non-numbers, NaN or infinity, values so large that the projection
+overflows, an empty or too large batch, a percentage outside [0, 100) or not a number, a
+missing field, a body that is not JSON, malformed binary framing), a body over
+--max-request-bytes gets a 413, and the server keeps serving (tests/harness/badrequests.py is
+the suite every case's server passes). NaN is not JSON: in V1 KServe refuses such a body
+itself ("Unrecognized request format"). The KServe plumbing at the end of this file is
+mnist/serve.py's, copied (`make fix-copies`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import struct
+import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import kserve
 import numpy as np
+import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from kserve import InferOutput, InferRequest, InferResponse, model_server
+from fastapi.responses import JSONResponse, Response
+from kserve import InferInput, InferOutput, InferRequest, InferResponse, model_server
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput, ModelNotReady
+from kserve.logging import logger
+from kserve.protocol.infer_type import RequestedOutput
 from kserve.protocol.rest.server import RESTServer
+from kserve.utils.numpy_codec import to_np_dtype
+from starlette.exceptions import HTTPException
 from uvicorn.importer import import_from_string
 
 from ct_scans import data, model
 from ct_scans.train import BASIS_FILE
 
 DEFAULT_PERCENT = 5.0  # train.py's --percent default
-DEFAULT_MAX_SLICES = 32  # 32 slices of 512 x 512 as JSON are about 50 MB
+INPUT, PERCENT = "slices", "percent"  # the V2 inputs, as get_input_types() declares them
+DEFAULT_MAX_SLICES = 32
+# 32 slices of 512 x 512 as JSON numbers are about 50 MB (as binary FP32, 32 MiB).
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 V2_DATATYPES = ("FP32", "FP64", "INT16", "INT32", "INT64")
 PERCENT_RULE = (
     "a number in [0, 100): singular values under that % of the largest are dropped "
@@ -88,7 +104,7 @@ class CtDenoiser(kserve.Model):
         path = self.model_dir / BASIS_FILE
         if not path.is_file():
             raise FileNotFoundError(
-                f"no basis at {path}: --model_dir must hold the basis.npz that "
+                f"no basis at {path}: --model-dir must hold the basis.npz that "
                 "`python -m ct_scans.train --model-dir DIR` writes"
             )
         with np.load(path) as stored:
@@ -107,8 +123,9 @@ class CtDenoiser(kserve.Model):
         """(N, rows, cols) float32 slices -> the denoised slices and how many values were kept."""
         columns = data.to_matrix(slices)
         denoised = model.project(self.u, self.s, columns, percent)
-        volume = data.to_volume(denoised, self.rows, self.cols)
-        return volume.astype(np.float32, copy=False), model.kept(self.s, percent)
+        volume = np.ascontiguousarray(data.to_volume(denoised, self.rows, self.cols), np.float32)
+        expected = "Hounsfield units (about -1024 to 3071); values near FP32's limit overflow"
+        return finite_output(volume, "the denoised slices", expected), model.kept(self.s, percent)
 
     def predict(self, payload: dict | InferRequest, headers: dict | None = None):
         if isinstance(payload, InferRequest):
@@ -126,41 +143,39 @@ class CtDenoiser(kserve.Model):
             )
         slices, percent = self._v1_request(payload)
         denoised, kept = self.denoise(slices, percent)
-        return {"predictions": denoised.tolist(), "percent": percent, "kept": kept}
+        return {"predictions": denoised, "percent": percent, "kept": kept}
 
     def get_input_types(self) -> list[dict]:
         return [
-            {"name": "slices", "datatype": "FP32", "shape": [-1, self.rows, self.cols]},
-            {"name": "percent", "datatype": "FP64", "shape": [1]},
+            {"name": INPUT, "datatype": "FP32", "shape": [-1, self.rows, self.cols]},
+            {"name": PERCENT, "datatype": "FP64", "shape": [1]},
         ]
 
     def get_output_types(self) -> list[dict]:
         return [{"name": "denoised", "datatype": "FP32", "shape": [-1, self.rows, self.cols]}]
 
     def _v1_request(self, payload: object) -> tuple[np.ndarray, float]:
-        if isinstance(payload, bytes | str):
-            # KServe hands over the raw body when Content-Type is not JSON.
-            raise InvalidInput(
-                f"expected a JSON body (Content-Type: application/json): {V1_EXAMPLE}"
-            )
-        # KServe only checks that `instances` is a list when present, not that it is there.
-        if not isinstance(payload, dict) or "instances" not in payload:
-            raise InvalidInput(f"expected a JSON object with an 'instances' list: {V1_EXAMPLE}")
-        instances = payload["instances"]
+        instances = v1_instances(payload)
         self._check_count(len(instances), "instances")
-        slices = [
-            self._pixels(s, (self.rows, self.cols), f"instances[{i}]")
-            for i, s in enumerate(instances)
-        ]
-        return np.stack(slices), check_percent(payload.get("percent", DEFAULT_PERCENT), "percent")
+        shape = (len(instances), self.rows, self.cols)
+        try:  # the whole volume as one array: the common case, checked in one pass
+            volume = np.asarray(instances)
+        except ValueError:  # ragged: look at each slice below, to say which one is wrong
+            volume = None
+        if volume is None or volume.dtype.kind not in "iuf" or volume.shape != shape:
+            volume = np.stack(
+                [self._pixels(s, shape[1:], f"instances[{i}]") for i, s in enumerate(instances)]
+            )
+        slices = self._pixels(volume, shape, "instances")
+        return slices, check_percent(payload.get("percent", DEFAULT_PERCENT), "percent")
 
     def _v2_request(self, request: InferRequest) -> tuple[np.ndarray, float]:
-        tensors = [t for t in request.inputs if t.name != "percent"]
-        percents = [t for t in request.inputs if t.name == "percent"]
-        if len(tensors) != 1 or len(percents) > 1:
+        tensors = [t for t in request.inputs if t.name != PERCENT]
+        percents = [t for t in request.inputs if t.name == PERCENT]  # decode_v2: at most one
+        if [t.name for t in tensors] != [INPUT]:
             raise InvalidInput(
-                "expected one input tensor of slices and, optionally, one named 'percent'; got "
-                f"{[t.name for t in request.inputs]}: {V2_EXAMPLE}"
+                f"expected one input tensor of slices, named {INPUT!r}, and, optionally, one "
+                f"named {PERCENT!r}; got {[t.name for t in request.inputs]}: {V2_EXAMPLE}"
             )
         tensor = tensors[0]
         what = f"input {tensor.name!r}"
@@ -176,7 +191,7 @@ class CtDenoiser(kserve.Model):
                 f"basis's {self.rows}x{self.cols} pixels), got {shape}"
             )
         self._check_count(shape[0], what)
-        slices = self._pixels(_as_numpy(tensor), tuple(shape), what)
+        slices = self._pixels(input_array(tensor, what), tuple(shape), what)
 
         parameters = request.parameters or {}
         if percents and "percent" in parameters:
@@ -191,7 +206,7 @@ class CtDenoiser(kserve.Model):
                     f"input 'percent': expected a numeric tensor of shape [1] holding "
                     f"{PERCENT_RULE}, got {percent.datatype} {list(percent.shape)}"
                 )
-            value = _as_numpy(percent).item()
+            value = input_array(percent, "input 'percent'").item()
             return slices, check_percent(value, "input 'percent'")
         return slices, check_percent(parameters.get("percent", DEFAULT_PERCENT), "percent")
 
@@ -225,7 +240,7 @@ class CtDenoiser(kserve.Model):
             raise InvalidInput(f"{what}: expected at least one slice, got {count}")
         if count > self.max_slices:
             raise InvalidInput(
-                f"{what}: at most {self.max_slices} slices per request (--max_slices), got "
+                f"{what}: at most {self.max_slices} slices per request (--max-slices), got "
                 f"{count}; split the volume"
             )
 
@@ -239,26 +254,416 @@ def check_percent(value: object, what: str) -> float:
     return float(value)
 
 
-def _as_numpy(tensor) -> np.ndarray:
-    what = f"input {tensor.name!r}: data does not match {tensor.datatype} {list(tensor.shape)}"
+# --- KServe plumbing: mnist/serve.py's, copied (`make fix-copies` rewrites it) ----------
+#
+# Module names it relies on: V1_EXAMPLE and V2_EXAMPLE (what a request looks like, for
+# error messages), and DEFAULT_MAX_REQUEST_BYTES.
+
+
+# Copied from mnist.serve.v1_instances
+def v1_instances(payload: object) -> list:
+    """The `instances` list of a V1 body, or InvalidInput saying what was expected."""
+    if isinstance(payload, bytes):
+        # KServe hands over the raw body when Content-Type is not JSON.
+        raise InvalidInput(f"expected a JSON body (Content-Type: application/json): {V1_EXAMPLE}")
+    # KServe checks that `instances` is a list when it is there, not that it is there.
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise InvalidInput(f"expected a JSON object with an 'instances' list: {V1_EXAMPLE}")
+    if not isinstance(payload["instances"], list):
+        raise InvalidInput(f"instances: expected a list: {V1_EXAMPLE}")
+    return payload["instances"]
+
+
+# Copied from mnist.serve.decode_v2
+def decode_v2(body: bytes, headers: Mapping[str, str], model_name: str) -> InferRequest:
+    """An Open Inference (V2) request, JSON or binary-data extension, checked field by field.
+
+    Its inputs hold numpy arrays: JSON numbers in one np.asarray, binary numbers through
+    np.frombuffer (no copy), BYTES as bytes (never decoded as text). Whether the values fill
+    the shape is input_array's to check, once the model has said what shape it expects.
+    """
+    length = headers.get("inference-header-content-length")
+    if length is None:
+        head, binary = parse_json(body, "the body"), memoryview(b"")
+    else:
+        if not (length.isascii() and length.isdigit() and 0 < int(length) <= len(body)):
+            raise InvalidInput(
+                f"Inference-Header-Content-Length: expected the length of the JSON at the "
+                f"start of the body, 1 to {len(body)} bytes, got {length!r}"
+            )
+        json_part = f"the first {length} bytes (Inference-Header-Content-Length)"
+        head = parse_json(body[: int(length)], json_part)
+        binary = memoryview(body)[int(length) :]
+    if not isinstance(head, dict):
+        raise InvalidInput(f"expected a JSON object, got {type(head).__name__}: {V2_EXAMPLE}")
+    if "inputs" not in head:
+        raise InvalidInput(f"inputs: Field required; expected {V2_EXAMPLE}")
+    if not isinstance(head["inputs"], list) or not head["inputs"]:
+        raise InvalidInput(f"inputs: expected a non-empty list of input tensors: {V2_EXAMPLE}")
+    inputs, offset = [], 0
+    for i, spec in enumerate(head["inputs"]):
+        tensor, used = decode_input(spec, f"inputs[{i}]", binary[offset:])
+        if any(t.name == tensor.name for t in inputs):
+            raise InvalidInput(
+                f"inputs: duplicate name {tensor.name!r}; each input tensor needs its own name"
+            )
+        inputs.append(tensor)
+        offset += used
+    if offset != len(binary):
+        raise InvalidInput(
+            f"{len(binary) - offset} bytes after the inputs' binary data: the inputs' "
+            "parameters.binary_data_size must add up to the bytes after the JSON"
+        )
+    if head.get("id") is not None and not isinstance(head["id"], str):
+        raise InvalidInput(f"id: expected text, got {head['id']!r}")
+    outputs = head.get("outputs")
+    if outputs is not None and not isinstance(outputs, list):
+        raise InvalidInput(f'outputs: expected a list of {{"name": ...}} objects, got {outputs!r}')
+    requested = []
+    for i, output in enumerate(outputs or []):
+        if not isinstance(output, dict) or not isinstance(output.get("name"), str):
+            raise InvalidInput(
+                f'outputs[{i}]: expected {{"name": "<output name>"}}, got {output!r}'
+            )
+        params = scalar_parameters(output, f"outputs[{i}].parameters")
+        requested.append(RequestedOutput(output["name"], params))
+    return InferRequest(
+        model_name,
+        inputs,
+        request_id=head.get("id"),
+        parameters=scalar_parameters(head, "parameters"),
+        request_outputs=requested or None,
+    )
+
+
+# Copied from mnist.serve.parse_json
+def parse_json(text: bytes, what: str) -> object:
+    """orjson's reading of text, or the stdlib's where orjson refuses NaN or Infinity (so that
+    the model can say that it wants finite numbers); InvalidInput when it is not JSON at all."""
     try:
-        values = tensor.as_numpy()
-    except (ValueError, TypeError, OverflowError) as e:
-        # as_numpy raises when data does not fill the shape or does not fit the datatype.
-        raise InvalidInput(f"{what}: {e}") from e
-    # Filling an integer array, numpy truncates 1.5 to 1 without a word: refuse fractions.
-    if (
-        values.dtype.kind == "i"
-        and isinstance(tensor.data, list)
-        and not np.array_equal(np.asarray(tensor.data, np.float64).reshape(values.shape), values)
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(text)
+        except (ValueError, RecursionError) as e:
+            raise InvalidInput(
+                f"{what} is not valid JSON ({e}); expected {V2_EXAMPLE}, or the binary data "
+                "extension: that JSON, then the data, with an Inference-Header-Content-Length "
+                "header"
+            ) from e
+
+
+# Copied from mnist.serve.scalar_parameters
+def scalar_parameters(owner: dict, what: str) -> dict:
+    """owner's "parameters": an object of numbers, text and booleans, as V2 allows."""
+    parameters = owner.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput(f"{what}: expected an object, got {parameters!r}")
+    for key, value in parameters.items():
+        if not isinstance(value, str | int | float):  # bool is an int
+            raise InvalidInput(
+                f"{what}.{key}: expected a number, text or true/false, got {value!r}"
+            )
+    return dict(parameters)
+
+
+# Copied from mnist.serve.decode_input
+def decode_input(spec: object, where: str, binary: memoryview) -> tuple[InferInput, int]:
+    """One V2 input tensor and how many of the binary bytes it used."""
+    if not isinstance(spec, dict):
+        raise InvalidInput(
+            f"{where}: expected an object with name, shape, datatype and data, got {spec!r}"
+        )
+    name = spec.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidInput(f"{where}.name: expected the input's name, got {name!r}")
+    what = f"input {name!r}"
+    shape = spec.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in shape
     ):
-        raise InvalidInput(f"{what}: expected whole numbers, got fractions")
+        raise InvalidInput(f"{what}: shape: expected a list of whole numbers, got {shape!r}")
+    datatype = spec.get("datatype")
+    if not isinstance(datatype, str) or to_np_dtype(datatype) is None:
+        raise InvalidInput(
+            f"{what}: datatype: expected BOOL, UINT8-64, INT8-64, FP16, FP32, FP64 or BYTES, "
+            f"got {datatype!r}"
+        )
+    parameters = scalar_parameters(spec, f"{what}: parameters")
+    size = parameters.pop("binary_data_size", None)
+    if "data" in spec and size is not None:
+        raise InvalidInput(
+            f"{what}: both data and parameters.binary_data_size: send the values in the JSON "
+            "or after it, not both"
+        )
+    if "data" in spec:
+        return InferInput(name, shape, datatype, json_values(spec["data"], datatype, what)), 0
+    if size is None:
+        raise InvalidInput(
+            f"{what}: expected data (JSON) or parameters.binary_data_size (the binary data "
+            "extension)"
+        )
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise InvalidInput(
+            f"{what}: parameters.binary_data_size: expected a byte count >= 0, got {size!r}"
+        )
+    if size > len(binary):
+        raise InvalidInput(
+            f"{what}: binary_data_size {size} goes past the end of the body ({len(binary)} "
+            "bytes left): the body is cut short, or a binary_data_size is wrong"
+        )
+    values = binary_values(binary[:size], datatype, what)
+    return InferInput(name, shape, datatype, values, parameters), size
+
+
+# Copied from mnist.serve.json_values
+def json_values(data: object, datatype: str, what: str) -> np.ndarray:
+    """A JSON tensor's data as an array of datatype, in one conversion, or InvalidInput."""
+    if not isinstance(data, list):
+        raise InvalidInput(f"{what}: data: expected a list of values, got {data!r:.40}")
+    where = f"{what}: data does not match {datatype}"
+    if datatype == "BYTES":  # text, in nested lists or not
+
+        def leaves(items: list):
+            for item in items:
+                yield from leaves(item) if isinstance(item, list) else (item,)
+
+        texts = list(leaves(data))
+        if not all(isinstance(text, str) for text in texts):
+            raise InvalidInput(f"{where}: expected text for each element")
+        values = np.empty(len(texts), dtype=object)
+        values[:] = texts
+        return values
+    try:
+        values = np.asarray(data)
+    except ValueError as e:  # ragged nesting
+        raise InvalidInput(f"{where}: {e}") from e
+    dtype = np.dtype(to_np_dtype(datatype))
+    if (values.dtype.kind == "b") != (dtype.kind == "b") or values.dtype.kind not in "biuf":
+        got = "true/false" if values.dtype.kind == "b" else "text, null, objects or huge integers"
+        want = "true/false" if dtype.kind == "b" else "numbers"
+        raise InvalidInput(f"{where}: expected {want}, got {got}")
+    if dtype.kind in "iu":
+        if values.dtype.kind == "f" and not np.array_equal(values, np.trunc(values)):
+            raise InvalidInput(f"{where}: expected whole numbers, got fractions")
+        info = np.iinfo(dtype)
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            raise InvalidInput(
+                f"{where}: values from {values.min()} to {values.max()} do not fit {datatype} "
+                f"({info.min} to {info.max})"
+            )
+    with np.errstate(over="ignore"):  # beyond FP32: infinity, which the model refuses
+        return values.astype(dtype, copy=False)
+
+
+# Copied from mnist.serve.binary_values
+def binary_values(chunk: memoryview, datatype: str, what: str) -> np.ndarray:
+    """A binary-data tensor: numbers through np.frombuffer, BYTES as length-prefixed bytes."""
+    if datatype != "BYTES":
+        dtype = np.dtype(to_np_dtype(datatype)).newbyteorder("<")
+        if len(chunk) % dtype.itemsize:
+            raise InvalidInput(
+                f"{what}: binary_data_size {len(chunk)} is not a whole number of {datatype} "
+                f"values ({dtype.itemsize} bytes each)"
+            )
+        return np.frombuffer(chunk, dtype=dtype)
+    items, offset = [], 0
+    while offset < len(chunk):
+        length = struct.unpack_from("<I", chunk, offset)[0] if offset + 4 <= len(chunk) else None
+        if length is None or offset + 4 + length > len(chunk):
+            raise InvalidInput(
+                f"{what}: BYTES element {len(items)} runs past its binary_data_size "
+                f"({len(chunk)} bytes): each element is a 4-byte little-endian length, then "
+                "that many bytes"
+            )
+        items.append(bytes(chunk[offset + 4 : offset + 4 + length]))
+        offset += 4 + length
+    values = np.empty(len(items), dtype=object)
+    values[:] = items
     return values
 
 
+# Copied from mnist.serve.input_array
+def input_array(tensor: InferInput, what: str) -> np.ndarray:
+    """The values of a V2 input as an array of its shape, or InvalidInput saying why not."""
+    shape = list(tensor.shape)
+    if any(d < 1 for d in shape):
+        raise InvalidInput(
+            f"{what}: shape {shape} has a zero-sized or negative dimension; expected at least "
+            "one value along each"
+        )
+    values = tensor.data
+    if not isinstance(values, np.ndarray):  # KServe decoded it (gRPC, a call in process)
+        try:
+            values = np.asarray(tensor.as_numpy())
+        except (ValueError, TypeError, OverflowError) as e:
+            raise InvalidInput(f"{what}: data does not match {tensor.datatype} {shape}: {e}") from e
+    if values.size != math.prod(shape):
+        raise InvalidInput(
+            f"{what}: data does not match {tensor.datatype} {shape}: {values.size} values, "
+            f"the shape holds {math.prod(shape)}"
+        )
+    return values.reshape(shape)
+
+
+# Copied from mnist.serve.finite_output
+def finite_output(values: np.ndarray, what: str, expected: str) -> np.ndarray:
+    """values, or InvalidInput when the model's output overflowed to NaN or infinity: inputs
+    beyond what the model handles did that, so the answer is a 4xx, never a 200 with NaN."""
+    if values.dtype.kind == "f" and not np.isfinite(values).all():
+        raise InvalidInput(
+            f"{what} came out as NaN or infinity: the input is beyond what the model handles; "
+            f"expected {expected}"
+        )
+    return values
+
+
+# Copied from mnist.serve.encode_v2
+def encode_v2(response: InferResponse, request: InferRequest) -> Response:
+    """The V2 answer straight from numpy arrays: orjson writes them as JSON lists, or, where
+    asked (binary_data_output, an output's binary_data), raw little-endian bytes follow the JSON."""
+    outputs = {output.name: output for output in response.outputs}
+    wanted = [(r.name, r.parameters or {}) for r in request.request_outputs or []]
+    binary_default = (request.parameters or {}).get("binary_data_output", False)
+    entries, raws = [], []
+    for name, parameters in wanted or [(name, {}) for name in outputs]:
+        if name not in outputs:
+            raise InvalidInput(f"outputs: no output named {name!r}; there are {list(outputs)}")
+        output = outputs[name]
+        values = np.asarray(output.data)
+        finite_output(values, f"output {name!r}", f"inputs like {V2_EXAMPLE}")
+        entry = {"name": name, "shape": list(output.shape), "datatype": output.datatype}
+        params = dict(output.parameters or {})
+        if parameters.get("binary_data", binary_default):
+            if output.datatype == "BYTES":
+                items = [v if isinstance(v, bytes) else str(v).encode() for v in values.ravel()]
+                raw = b"".join(struct.pack("<I", len(v)) + v for v in items)
+            else:
+                dtype = np.dtype(to_np_dtype(output.datatype)).newbyteorder("<")
+                raw = np.ascontiguousarray(values, dtype).tobytes()
+            params["binary_data_size"] = len(raw)
+            raws.append(raw)
+        elif output.datatype == "BYTES":
+            try:
+                entry["data"] = [v.decode() if isinstance(v, bytes) else v for v in values.ravel()]
+            except UnicodeDecodeError as e:
+                raise InvalidInput(
+                    f"output {name!r} holds bytes that are not text: ask for it as binary data "
+                    '(outputs: [{"name": ..., "parameters": {"binary_data": true}}])'
+                ) from e
+        else:
+            entry["data"] = np.ascontiguousarray(values).ravel()
+        entry["parameters"] = params or None
+        entries.append(entry)
+    head = orjson.dumps(
+        {
+            "model_name": response.model_name,
+            "model_version": response.model_version,
+            "id": response.id,
+            "parameters": response.parameters,
+            "outputs": entries,
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
+    if raws:
+        return Response(
+            head + b"".join(raws),
+            media_type="application/octet-stream",
+            headers={"inference-header-content-length": str(len(head))},
+        )
+    return Response(head, media_type="application/json")
+
+
+# Copied from mnist.serve.v2_infer_endpoint
+def v2_infer_endpoint(dataplane):
+    """KServe's V2 infer handler, with decode_v2 reading the body and encode_v2 the answer."""
+
+    async def infer(model_name: str, request: Request) -> Response:
+        model = dataplane.get_model_from_registry(model_name)  # ModelNotFound: a 404
+        if not await dataplane.model_ready(model_name, True):
+            raise ModelNotReady(model_name)
+        infer_request = decode_v2(await request.body(), request.headers, model_name)
+        known = [output["name"] for output in model.get_output_types()]
+        for output in infer_request.request_outputs or []:
+            if known and output.name not in known:
+                raise InvalidInput(f"outputs: no output named {output.name!r}; there are {known}")
+        response, response_headers = await dataplane.infer(
+            model_name, infer_request, dict(request.headers)
+        )
+        answer = encode_v2(response, infer_request)
+        for key, value in response_headers.items():
+            if key.lower() not in ("content-length", "content-type"):
+                answer.headers[key] = value
+        return answer
+
+    return infer
+
+
+# Copied from mnist.serve.RequestTooLarge
+class RequestTooLarge(HTTPException):
+    """A body over the limit. An HTTPException, so that FastAPI's body parsing re-raises it."""
+
+
+# Copied from mnist.serve.LimitRequestBody
+class LimitRequestBody:
+    """ASGI middleware: 413 for a body over max_bytes, declared or streamed (chunked).
+
+    A declared one is answered before a byte of it is read, so that a client waiting to send
+    (Expect: 100-continue) hears it; uvicorn then reads and drops what a client sends anyway,
+    and keeps the connection. A streamed one is cut where it passes the limit.
+    """
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def message(self, size: str) -> str:
+        return (
+            f"request body of {size} is over the limit of {self.max_bytes} bytes "
+            "(--max-request-bytes); split the batch into smaller requests"
+        )
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"").decode()
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse({"error": self.message(f"{declared} bytes")}, status_code=413)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise RequestTooLarge(413, self.message(f"more than {self.max_bytes} bytes"))
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+# Copied from mnist.serve.invalid_input_handler
+async def invalid_input_handler(request: Request, exc: InvalidInput) -> JSONResponse:
+    # KServe's own handler logs a whole traceback for every bad request; one line says it.
+    logger.info("%s %s: 400 %s", request.method, request.url.path, exc)
+    return JSONResponse({"error": str(exc)}, status_code=400)
+
+
+# Copied from mnist.serve.http_error_handler
+async def http_error_handler(_: Request, exc: HTTPException) -> JSONResponse:
+    # The one error shape, {"error": ...}, for 404, 405, 413... rather than FastAPI's "detail".
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+# Copied from mnist.serve.request_validation_handler
 async def request_validation_handler(_: Request, exc: RequestValidationError) -> JSONResponse:
-    # FastAPI answers a V2 body that does not parse with 422 {"detail": [...]}; the Open
-    # Inference protocol's error is {"error": "..."}, so say it that way, and what was expected.
+    # FastAPI answers a body it cannot parse into a route's model with 422 {"detail": [...]};
+    # say it as {"error": "..."} with a 400, and what was expected.
     errors = exc.errors()
     # KServe accepts the body as an InferenceRequest or raw bytes; the bytes error is noise.
     errors = [e for e in errors if "bytes" not in map(str, e["loc"])] or errors
@@ -271,28 +676,67 @@ async def request_validation_handler(_: Request, exc: RequestValidationError) ->
     return JSONResponse({"error": f"{problems}; expected {V2_EXAMPLE}"}, status_code=400)
 
 
-def serve_rest(model: kserve.Model, *, host: str, http_port: int) -> None:
-    """Serve one loaded model over KServe's REST app on host:http_port until SIGTERM."""
+# Copied from mnist.serve.ModelRestServer
+class ModelRestServer(RESTServer):
+    """KServe's REST server on `host`, with the V2 infer route, the body limit and the error
+    shape above. KServe's ModelServer.start() binds 0.0.0.0 and offers no host option."""
+
+    def __init__(self, dataplane, repository, *, host: str, http_port: int, max_request_bytes: int):
+        super().__init__(FASTAPI_APP_IMPORT_STRING, dataplane, repository, http_port)
+        self.config.host = host
+        self.max_request_bytes = max_request_bytes
+
+    def create_application(self) -> None:
+        app = import_from_string(FASTAPI_APP_IMPORT_STRING)  # KServe's module-level FastAPI app
+        # Routed before KServe's own routes, so that this one answers /v2/models/<name>/infer.
+        app.add_api_route(
+            "/v2/models/{model_name}/infer",
+            v2_infer_endpoint(self.dataplane),
+            methods=["POST"],
+            response_model=None,
+        )
+        super().create_application()
+        app.add_middleware(LimitRequestBody, max_bytes=self.max_request_bytes)
+        # Set after KServe's handlers, so that these answer.
+        app.add_exception_handler(InvalidInput, invalid_input_handler)
+        app.add_exception_handler(HTTPException, http_error_handler)
+        app.add_exception_handler(RequestValidationError, request_validation_handler)
+
+
+# Copied from mnist.serve.serve_rest
+def serve_rest(model: kserve.Model, *, host: str, http_port: int, max_request_bytes: int) -> None:
+    """Serve one loaded model over REST on host:http_port until SIGTERM (uvicorn then stops
+    gracefully). REST only: the InferenceService exposes one port, so no gRPC server."""
     server = kserve.ModelServer(http_port=http_port, enable_grpc=False)
     server.register_model(model)
-    rest = RESTServer(
-        FASTAPI_APP_IMPORT_STRING,
+    ModelRestServer(
         server.dataplane,
         server.model_repository_extension,
-        http_port,
-    )
-    rest.config.host = host  # the one thing ModelServer.start() cannot set
-    app = import_from_string(FASTAPI_APP_IMPORT_STRING)  # KServe's module-level FastAPI app
-    app.add_exception_handler(RequestValidationError, request_validation_handler)
-    rest.run()
+        host=host,
+        http_port=http_port,
+        max_request_bytes=max_request_bytes,
+    ).run()
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        parents=[model_server.parser], description="Serve CT-slice denoising with KServe."
-    )
+# Copied from mnist.serve.positive_int
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1, else the usage and a one-line error, exit 2."""
+    if not (text.isascii() and text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return int(text)
+
+
+# Copied from mnist.serve.add_server_arguments
+def add_server_arguments(parser: argparse.ArgumentParser, *, model_files: str) -> None:
+    """The flags every serve.py has; KServe's own (--model_name, --http_port...) come after."""
     parser.add_argument(
-        "--model_dir", default="/mnt/models", help="folder with basis.npz (default: %(default)s)"
+        "--model-dir",
+        "--model_dir",
+        dest="model_dir",
+        type=Path,
+        default=Path("/mnt/models"),
+        help=f"folder with {model_files}; where KServe's storage initializer puts the "
+        "storageUri (default: %(default)s)",
     )
     parser.add_argument(
         "--host",
@@ -300,19 +744,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="address to listen on; tests use 127.0.0.1 (default: %(default)s)",
     )
     parser.add_argument(
+        "--max-request-bytes",
+        "--max_request_bytes",
+        dest="max_request_bytes",
+        type=positive_int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help="largest request body; a larger one gets a 413 (default: %(default)s)",
+    )
+
+
+# Copied from mnist.serve.load_or_exit
+def load_or_exit(model: kserve.Model, prog: str) -> None:
+    """model.load(), or one line saying what to do and exit 1 when its files are not there."""
+    try:
+        model.load()
+    except FileNotFoundError as e:
+        sys.exit(f"{prog}: {e}")
+
+
+# --- the command line ----------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    own = argparse.ArgumentParser(add_help=False)
+    add_server_arguments(own, model_files="basis.npz")
+    own.add_argument(
+        "--max-slices",
         "--max_slices",
-        type=int,
+        dest="max_slices",
+        type=positive_int,
         default=DEFAULT_MAX_SLICES,
         help="most slices in one request (default: %(default)s)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="python -m ct_scans.serve",
+        parents=[own, model_server.parser],
+        description="Serve CT-slice denoising with KServe (V1 and V2 REST).",
     )
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    model = CtDenoiser(args.model_name, Path(args.model_dir), args.max_slices)
-    model.load()
-    serve_rest(model, host=args.host, http_port=args.http_port)
+    model = CtDenoiser(args.model_name, args.model_dir, args.max_slices)
+    load_or_exit(model, "ct_scans.serve")
+    serve_rest(
+        model, host=args.host, http_port=args.http_port, max_request_bytes=args.max_request_bytes
+    )
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import pytest
 
 from ct_scans import data, model
 from ct_scans.sample import make_request
+from ct_scans.serve import DEFAULT_MAX_REQUEST_BYTES
+from tests.harness import badrequests
 from tests.harness.serving import Server, serve
 
 CASE = Path(__file__).resolve().parents[1]
@@ -257,7 +259,19 @@ BAD_REQUESTS = [
     ("v2-empty", V2, {"inputs": [v2_slices(np.zeros((0, 64, 64)))]}, "at least one slice"),
     ("v2-minus-one", V2, {"inputs": [v2_slices([ZERO], shape=[-1, 64, 64])]}, "at least one"),
     ("v2-too-many", V2, {"inputs": [v2_slices([ZERO] * 33)]}, "at most 32 slices"),
-    ("v2-two-tensors", V2, {"inputs": [v2_slices([ZERO])] * 2}, "one input tensor of slices"),
+    (
+        "v2-two-tensors",
+        V2,
+        {"inputs": [v2_slices([ZERO]), {**v2_slices([ZERO]), "name": "volume"}]},
+        "one input tensor of slices",
+    ),
+    ("v2-misnamed", V2, {"inputs": [{**v2_slices([ZERO]), "name": "slice"}]}, "'slices'"),
+    (
+        "v1-overflowing-projection",
+        V1,
+        {"instances": [[[3.4e38] * 64] * 64]},
+        "the denoised slices came out as NaN or infinity",
+    ),
     (
         "v2-percent-100",
         V2,
@@ -318,3 +332,30 @@ def test_non_json_content_type_says_json_is_expected(server: Server) -> None:
     assert response.status_code == 400
     assert "Content-Type: application/json" in response.json()["error"]
     assert_still_serving(server)
+
+
+# The harness's shared suite: every generic malformed request, V1, V2 JSON and binary.
+GOOD_V1 = {"instances": [ZERO], "percent": 5}
+GOOD_V2 = {"inputs": [v2_slices([ZERO])], "parameters": {"percent": 5}}
+SHARED = badrequests.probes(GOOD_V1, GOOD_V2, max_request_bytes=DEFAULT_MAX_REQUEST_BYTES)
+
+
+@pytest.mark.parametrize("probe", SHARED, ids=str)
+def test_shared_bad_request_suite(server: Server, probe: badrequests.Probe) -> None:
+    badrequests.check(server, probe, GOOD_V1, GOOD_V2)
+
+
+def test_percent_as_a_binary_tensor(server: Server, basis, slices) -> None:
+    request = {"inputs": [v2_slices(slices), v2_percent(10.0)]}
+    body, headers = badrequests.binary_request(request)
+    denoised, parameters = v2_denoised(server.post(V2, body, headers))
+    assert_fp32_equal(denoised, projected(basis, slices, 10))
+    assert parameters["percent"] == 10.0
+
+
+def test_model_dir_is_spelled_as_in_train_and_kserves_spelling_still_works(tmp_path) -> None:
+    from ct_scans.serve import parse_args
+
+    assert parse_args(["--model-dir", str(tmp_path)]).model_dir == tmp_path
+    assert parse_args(["--model_dir", str(tmp_path)]).model_dir == tmp_path
+    assert parse_args(["--max-slices", "4"]).max_slices == 4
