@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-main
 PYTEST_ARGS ?=
+TORCH := torch==2.13.0
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 .PHONY: demo test lint notebooks fix-copies bench venv java kind-up kind-test kind-down clean
 
@@ -35,13 +37,21 @@ bench: $(STAMP)
 
 venv: $(STAMP)
 
-# torch goes in first and on its own: `pip install torch==2.13.0` takes the CPU wheel, whereas a
-# torch pulled in by another package would bring gigabytes of CUDA libraries.
+# torch goes in first and on its own, as the CPU build: on Linux, PyPI's torch is the CUDA build with
+# gigabytes of NVIDIA libraries, and so is a torch pulled in by another package. PyTorch's CPU index
+# (TORCH_INDEX, as in mnist/Dockerfile) has it; where that index is out of reach (a machine with only
+# a package registry or mirror), one quick try (5 s timeout, no retries) gives way to the configured
+# index, which takes a CPU wheel where one is provided (as a local wheel folder does).
 $(STAMP): requirements/main.txt
-	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version'
+	@v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	if [ "$$v" != 3.11 ]; then \
+	  echo "Python 3.11 is needed, $(PYTHON) is $${v:-not found}: install Python 3.11 (apt install python3.11-venv, brew install python@3.11 or pyenv install 3.11) and run make PYTHON=python3.11 $(or $(MAKECMDGOALS),demo)" >&2; \
+	  exit 1; fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet --index-url $(TORCH_INDEX) --timeout 5 --retries 0 $(TORCH) \
+	  || { echo "$(TORCH_INDEX) is out of reach: $(TORCH) from the configured index" >&2; \
+	       $(PY) -m pip install --quiet $(TORCH); }
 	$(PY) -m pip install --quiet -r requirements/main.txt
 	$(PY) -m pip check
 	touch $@
