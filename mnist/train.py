@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,12 +54,19 @@ def report(metrics: dict[str, float]) -> None:
         print(f"{name}={value}", flush=True)
 
 
+def progress_bar() -> bool:
+    """Keras' progress bar on a terminal; one line per epoch in a log, a pod, a notebook or
+    under kfp.local (a bar redrawn there becomes one line per update)."""
+    return sys.stdout.isatty()
+
+
 def print_metrics() -> keras.callbacks.Callback:
     """After each epoch, the Keras logs as name=value lines for Katib."""
     import keras
 
     def on_epoch_end(epoch: int, logs: dict | None = None) -> None:
-        print(flush=True)  # the progress bar has not ended its line yet
+        if progress_bar():
+            print(flush=True)  # the progress bar has not ended its line yet
         report({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
 
     return keras.callbacks.LambdaCallback(on_epoch_end=on_epoch_end)
@@ -85,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         epochs=args.epochs,
         batch_size=args.batch_size,
         callbacks=[print_metrics()],
+        verbose=1 if progress_bar() else 2,
     )
     train_seconds = time.perf_counter() - start
     test_loss, test_accuracy = model.evaluate(data.normalize(test_x), test_y, verbose=0)
