@@ -40,22 +40,6 @@ COLLECTIVE_TIMEOUT_SECONDS = 60.0
 EVAL_BATCH_SIZE = 1000
 
 
-def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    """--checkpoint-dir and --checkpoint-steps: what a restarted replica resumes from."""
-    parser.add_argument(
-        "--checkpoint-dir",
-        type=Path,
-        default=Path("checkpoints"),
-        help="training checkpoints, on storage every replica sees (default: checkpoints)",
-    )
-    parser.add_argument(
-        "--checkpoint-steps",
-        type=int,
-        default=0,
-        help="also checkpoint every N steps within an epoch; 0: only after each epoch (default: 0)",
-    )
-
-
 def start_strategy() -> tuple[tf.distribute.Strategy, str, bool]:
     """The strategy, this replica's name (`worker-1`) and whether it is the chief."""
     strategy = tf.distribute.MultiWorkerMirroredStrategy(
@@ -145,8 +129,6 @@ def fit_model(
     """Model.fit's work from the saved step on: the last epoch's metrics, printed per epoch."""
     x, y = images
     steps_per_epoch = len(x) // args.batch_size  # whole batches, the same count on every replica
-    if steps_per_epoch == 0:
-        raise SystemExit(f"--batch-size {args.batch_size} exceeds the {len(x)} training images")
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     options = tf.data.Options()  # in-memory data has no files to shard by
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -8,28 +8,21 @@ metrics.json, and `main()` takes the same steps; each step that differs is marke
 `# train.py: ...` with what it replaces, and what several workers need is in mnist/distributed.py
 (the strategy from TF_CONFIG, checkpoints, the training loop Keras 3 `Model.fit` cannot run under
 it). --batch-size is the global batch, split across the workers. Only the chief writes the model.
+
+As in train.py, the flags, TF_CONFIG and the data are checked before TensorFlow is imported, so
+a mistake gets its one-line answer at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
-import keras
-import tensorflow as tf
-
 from mnist import data
-from mnist.distributed import (
-    Checkpoints,
-    add_checkpoint_arguments,
-    check_in_step,
-    evaluate,
-    fit_model,
-    start_strategy,
-    weights_digest,
-)
+from mnist.cli import fail, non_negative_int, output_dir, positive_int, seed
 from mnist.model import add_model_arguments, build_keras_model
 from mnist.train import report
 
@@ -41,35 +34,86 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     data.add_data_arguments(parser)  # --sample, --dataset, --data-dir, --mirror
     parser.add_argument(
         "--model-dir",
-        type=Path,
+        type=output_dir,
         default=Path("model"),
         help="where model.keras and metrics.json go (default: model)",
     )
     parser.add_argument(
-        "--epochs", type=int, default=5, help="passes over the training data (default: 5)"
+        "--epochs", type=positive_int, default=5, help="passes over the training data (default: 5)"
     )
     # train.py: "images per step" of one process; here the global batch, split across workers.
     parser.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=32,
         help="images per step, all workers together: the global batch (default: 32)",
     )
     add_model_arguments(parser)  # --learning-rate, --num-layers, --optimizer
-    parser.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    add_checkpoint_arguments(parser)  # train.py has none: --checkpoint-dir, --checkpoint-steps
-    return parser.parse_args(argv)
+    parser.add_argument("--seed", type=seed, default=42, help="random seed (default: 42)")
+    # train.py has no checkpoints: these two are what a restarted replica resumes from.
+    parser.add_argument(
+        "--checkpoint-dir",
+        type=output_dir,
+        default=Path("checkpoints"),
+        help="training checkpoints, on storage every replica sees (default: checkpoints)",
+    )
+    parser.add_argument(
+        "--checkpoint-steps",
+        type=non_negative_int,
+        default=0,
+        help="also checkpoint every N steps within an epoch; 0: only after each epoch (default: 0)",
+    )
+    args = parser.parse_args(argv)
+    # train.py has no cluster: check the one TF_CONFIG describes before any replica waits on it.
+    problem = cluster_problem(os.environ.get("TF_CONFIG"), args.batch_size)
+    if problem:
+        parser.error(problem)
+    return args
+
+
+def cluster_problem(tf_config: str | None, batch_size: int) -> str | None:
+    """What is wrong with TF_CONFIG for this training, or None (no TF_CONFIG: one worker)."""
+    if not tf_config:
+        return None
+    try:
+        config = json.loads(tf_config)
+        cluster, task = config["cluster"], config["task"]
+        hosts = cluster[task["type"]]
+        if not 0 <= int(task["index"]) < len(hosts):
+            return f"TF_CONFIG task {task} is not in its cluster {cluster}"
+    except (ValueError, TypeError, KeyError) as err:
+        return f"TF_CONFIG is not a cluster and a task ({type(err).__name__}: {err}): {tf_config}"
+    workers = sum(len(v) for k, v in cluster.items() if k in ("chief", "worker"))
+    if batch_size % workers:
+        return f"--batch-size {batch_size} does not split evenly over the {workers} workers"
+    return None
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parse_args(argv)
+    try:
+        (train_x, train_y), (test_x, test_y) = data.load_chosen(args)
+    except (OSError, ValueError, data.DownloadError) as err:  # unreachable, corrupt, unreadable
+        fail(f"{err} (check --dataset, --data-dir and --mirror, or use the committed --sample)")
+    val, fit = data.validation_split(len(train_x), args.seed)
+    if len(fit) < args.batch_size:
+        fail(f"--batch-size {args.batch_size} exceeds the {len(fit)} training images")
+    import keras  # only now: see the module docstring
+    import tensorflow as tf
+
+    from mnist.distributed import (
+        Checkpoints,
+        check_in_step,
+        evaluate,
+        fit_model,
+        start_strategy,
+        weights_digest,
+    )
+
     # train.py: one process. The strategy comes first: it starts this replica's gRPC server and
     # waits for every replica in TF_CONFIG before TensorFlow does anything else.
     strategy, task, is_chief = start_strategy()
     keras.utils.set_random_seed(args.seed)  # Python, NumPy and TensorFlow in one call
-
-    (train_x, train_y), (test_x, test_y) = data.load_chosen(args)
-    val, fit = data.validation_split(len(train_x), args.seed)
     print(f"train={len(fit)} validation={len(val)} test={len(test_x)} images", flush=True)
 
     # train.py: build_keras_model. Here under the strategy's scope: every variable is mirrored.

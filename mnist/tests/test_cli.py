@@ -167,3 +167,36 @@ def test_help_states_every_default_with_the_data_and_training_flags_first(
         assert flags[-2:] == ["--backend", "--threads"]
     joined = " ".join(options.split())
     assert joined.count("(default:") == len(flags), joined  # every flag states its default
+
+
+TWO_WORKERS = '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}'
+
+
+@pytest.mark.parametrize(
+    ("args", "tf_config", "expected"),
+    [
+        (["--epochs", "0"], None, "argument --epochs: must be a whole number >= 1, got '0'"),
+        (["--checkpoint-steps", "-1"], None, "argument --checkpoint-steps: must be a whole number"),
+        (["--batch-size", "7"], TWO_WORKERS, "--batch-size 7 does not split evenly over the 2"),
+        ([], TWO_WORKERS.replace('"index": 1', '"index": 2'), "is not in its cluster"),
+        ([], "chief-0", "TF_CONFIG is not a cluster and a task"),
+    ],
+)
+def test_the_distributed_trainer_refuses_bad_flags_and_clusters_before_any_replica_waits(
+    args: list[str], tf_config: str | None, expected: str
+) -> None:
+    env = {"TF_CONFIG": tf_config} if tf_config else {}
+    run = run_cli("mnist.train_distributed", "--sample", *args, env=env)
+    assert run.returncode == 2
+    assert expected in error_line(run, "train_distributed.py")
+    assert "tensorflow" not in run.stderr.lower()  # refused before TensorFlow was imported
+
+
+def test_a_batch_larger_than_the_data_is_one_line_and_exit_1(tmp_path: Path) -> None:
+    run = run_cli(
+        "mnist.train_distributed", "--sample", "--batch-size", "5000", "--model-dir", str(tmp_path)
+    )
+    assert run.returncode == 1
+    assert "--batch-size 5000 exceeds the 3600 training images" in error_line(
+        run, "train_distributed.py"
+    )
