@@ -30,6 +30,15 @@ dropped (model.PERCENTAGES), with train.py's randomized SVD and `train.denoise_r
 Spark runs with SPARK_LOCAL_IP=127.0.0.1, this interpreter as its Python workers, and a driver
 heap of DRIVER_MEMORY, as the SparkApplication's driver has: with Spark's default 1 GiB the
 local[2] JVM, which holds both executors' cached blocks, runs out of heap at 512x512x48.
+
+And serving: the server as ct_scans/manifests/inferenceservice.yaml describes (through
+tests.harness.serving on 127.0.0.1) with a basis of the phantom at each SERVING_SIZES shape
+(k=40, the noisy scan's own randomized SVD, saved as train.py saves it), denoising new noisy
+slices at 5 %: V1, V2 JSON and V2 with the binary-data extension (INT16 in, as DICOM stores
+them; FP32 out with `binary_data_output`), the same three requests to a bare FastAPI endpoint
+around the same `CtDenoiser.denoise` (benchmarks/_floor.py, the floor), and `denoise` in this
+process, taking turns call by call (benchmarks/_serving.py): p50 latency per row and, per
+protocol, the served p50 over the floor's.
 """
 
 from __future__ import annotations
@@ -37,12 +46,15 @@ from __future__ import annotations
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks import _serving
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIZES = (  # slices, rows, cols
@@ -61,6 +73,10 @@ WARMUP_SHAPE = (64, 8)  # the matrix of Spark's warm-up SVD
 REPEATS = 3
 FAST_SECONDS = 4.0  # a call whose first run is quicker than this is run REPEATS times
 METHODS = ("exact", "randomized", "spark")
+# Serving: slice shape -> {batch: rounds}; full-size JSON bodies take a second each, so few.
+SERVING_SIZES = {(64, 64): {1: 200, 32: 100}, (512, 512): {4: 10}}
+SERVING_SECONDS = 120.0
+SERVING_PERCENT = 5.0
 PARAMETERS = f"k={K}, p={P}, q={Q}, seed={SEED}"
 
 
@@ -339,6 +355,115 @@ def quality_figures(table: dict) -> Iterator[dict]:
         }
 
 
+def serving_basis(shape: tuple[int, int], model_dir: Path) -> np.ndarray:
+    """basis.npz of the noisy phantom of 48 slices of `shape`, as train.py saves it; returns
+    fresh noisy slices of the same phantom (noise seed 2) to send."""
+    from ct_scans import data, model, train
+
+    truth = data.phantom((48, *shape))
+    u, s, _ = model.randomized_svd(data.to_matrix(data.noisy(truth)), K, P, Q, SEED)
+    train.save(model_dir, u, s, shape, {})
+    return data.noisy(truth, seed=2)
+
+
+def serving_requests(slices: np.ndarray) -> dict[str, tuple[bytes, dict[str, str]]]:
+    """The V1, V2 JSON and V2 binary bodies (raw FP32 answers asked for) for INT16 slices."""
+    from tests.harness import badrequests
+
+    tensor = {"name": "slices", "shape": list(slices.shape), "datatype": "INT16"}
+    v2 = {"inputs": [tensor | {"data": slices.ravel().tolist()}]}
+    v2["parameters"] = {"percent": SERVING_PERCENT}
+    sent = _serving.bodies({"instances": slices.tolist(), "percent": SERVING_PERCENT}, v2)
+    sent["v2_binary"] = badrequests.binary_request(v2, binary_output=True)
+    return sent
+
+
+def kept_checks(expected: int) -> dict:
+    """protocol -> a check that an answer kept as many singular values as the model does."""
+
+    def check(answer: dict) -> None:
+        kept = answer["kept"] if "predictions" in answer else answer["parameters"]["kept"]
+        if kept != expected:
+            raise RuntimeError(f"the answer kept {kept} singular values, the model {expected}")
+
+    return {protocol: check for protocol in _serving.PROTOCOLS}
+
+
+def serving_rows(workdir: Path) -> dict[str, dict]:
+    """{size label: {(row, batch): summary}} of the served, floor and in-process rows."""
+    with _serving.one_thread():
+        return {
+            label(shape): serving_size(shape, batches, workdir)
+            for shape, batches in SERVING_SIZES.items()
+        }
+
+
+def serving_size(shape: tuple[int, int], batches: dict[int, int], workdir: Path) -> dict:
+    """{(row, batch): summary} at one slice size."""
+    import httpx
+
+    from benchmarks.mnist_serving import summarize
+    from ct_scans.serve import CtDenoiser
+    from tests.harness.serving import serve
+
+    manifest = REPO_ROOT / "ct_scans" / "manifests" / "inferenceservice.yaml"
+    size = label(shape)
+    model_dir = workdir / f"basis-{size}"
+    noisy = serving_basis(shape, model_dir)
+    served = CtDenoiser("ct-scans", model_dir)
+    served.load()
+    stats: dict = {}
+    print(f"ct_scans: serving {size} slices ...", file=sys.stderr, flush=True)
+    with (
+        serve(manifest, workdir=workdir, model_dir=model_dir, timeout=300) as server,
+        _serving.floor("ct_scans", model_dir, workdir) as floor_url,
+        httpx.Client(base_url=server.url, timeout=300) as served_client,
+        httpx.Client(base_url=floor_url, timeout=300) as floor_client,
+    ):
+        for batch, rounds in batches.items():
+            slices = np.rint(noisy[:batch]).astype(np.int16)  # as a DICOM series holds them
+            sent = serving_requests(slices)
+            parsed = slices.astype(np.float32)  # what the server hands the model
+            checks = kept_checks(served.denoise(parsed, SERVING_PERCENT)[1])
+            calls = {"denoise": lambda s=parsed, m=served: m.denoise(s, SERVING_PERCENT)}
+            calls |= _serving.endpoint_calls("floor_", floor_client, "ct-scans", sent, checks)
+            calls |= _serving.endpoint_calls("", served_client, "ct-scans", sent, checks)
+            print(
+                f"ct_scans: {len(calls)} rows taking turns, {size} batch {batch} ...",
+                file=sys.stderr,
+                flush=True,
+            )
+            timed = _serving.measure_alternating(
+                calls, rounds, warmup=2, max_seconds=SERVING_SECONDS
+            )
+            for row, latencies in timed.items():
+                stats[row, batch] = summarize(latencies, sum(latencies))
+    return stats
+
+
+def serving_figures(results: dict[str, dict]) -> Iterator[dict]:
+    """Per size, batch and row, the p50 latency against the floor (served rows) or the model
+    alone (the floors); then per protocol the served p50 over the floor's."""
+    against = {"floor_v1": "denoise", "floor_v2": "denoise", "floor_v2_binary": "denoise"}
+    against |= {"v1": "floor_v1", "v2": "floor_v2", "v2_binary": "floor_v2_binary"}
+    for size, stats in results.items():
+        for batch in sorted({b for _, b in stats}):
+            for row, other_row in against.items():
+                own, other = stats[row, batch], stats[other_row, batch]
+                yield {
+                    "name": f"{row}_{size}_batch{batch}_p50_ms",
+                    "value": round(own["p50_ms"], 2),
+                    "unit": "ms",
+                    "compared_with": f"{other_row}_{size}_batch{batch}_p50_ms "
+                    f"({other['p50_ms']:.2f} ms)",
+                    "times_against": round(own["p50_ms"] / other["p50_ms"], 2),
+                    "p99_ms": round(own["p99_ms"], 2),
+                    "requests": own["requests"],
+                    "slices_per_second": round(own["requests_per_second"] * batch, 1),
+                }
+            yield from _serving.ratio_figures(stats, batch, "denoise", tag=f"{size}_")
+
+
 def run() -> Iterator[dict]:
     from ct_scans import data
 
@@ -360,3 +485,6 @@ def run() -> Iterator[dict]:
     yield startup_figure(startup, results)
     yield from timing_figures(results)
     yield from agreement_figures(results)
+
+    with tempfile.TemporaryDirectory(prefix="bench-ct-serving-") as tmp:
+        yield from serving_figures(serving_rows(Path(tmp)))

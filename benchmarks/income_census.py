@@ -24,11 +24,14 @@ Figures:
   first EXPLAIN_PER_CLASS test rows it predicts <=50K and as many it predicts >50K, and for each
   class the share of anchors whose precision reaches the threshold.
 * Serving the RandomForest as income_census/manifests/inferenceservice.yaml describes (through
-  tests.harness.serving on 127.0.0.1): V1 predict with rows by column name, at batch 1 and 100,
-  one keep-alive client, one request at a time, request bodies encoded beforehand; against the
-  server's own `classify` (the Pipeline's `predict_proba`, n_jobs=1) on the same rows in this
-  process. The two take turns call by call, so a busy machine slows both alike; requests/s is
-  1 / mean latency, rows/s that times the batch.
+  tests.harness.serving on 127.0.0.1), at batch 1, 32 and 100: V1 predict with rows by column
+  name, V2 with one tensor per column as JSON and with the binary-data extension; the same three
+  requests to a bare FastAPI endpoint around the same model (benchmarks/_floor.py, the floor);
+  and the server's own `classify` (the Pipeline's `predict_proba`, n_jobs=1) on the same rows in
+  this process. One keep-alive client per server, one request at a time, request bodies encoded
+  beforehand; the rows take turns call by call (benchmarks/_serving.py), so a busy machine slows
+  all alike; requests/s is 1 / mean latency, rows/s that times the batch, and
+  `<protocol>_batch<N>_p50_over_floor` the served p50 over the floor's.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import _serving
+from benchmarks._serving import measure_alternating
 from benchmarks.mnist_serving import measure, summarize
 from benchmarks.mnist_training import run_logged
 from tests.harness import mirror
@@ -84,7 +89,7 @@ HYPERPARAMETERS = {
 }
 THRESHOLD = 0.95
 EXPLAIN_PER_CLASS = 5  # test rows explained per predicted class
-BATCHES = {1: 200, 100: 50}  # batch size -> timed requests
+BATCHES = {1: 200, 32: 100, 100: 50}  # batch size -> timed rounds
 MAX_SECONDS = 120.0  # per row of the serving table; only stops a very slow machine
 WARMUP = 5
 SERVER_START_TIMEOUT = 120
@@ -225,73 +230,75 @@ def explain_rows(served, test_rows) -> list[dict]:
     return results
 
 
-def v1_call(server, body: bytes, expected: list[int]) -> Callable[[], None]:
-    """A call that posts body and fails on an error; it checks the classes of its first answer."""
-    path = f"/v1/models/{server.model_name}:predict"
-    checked = False
+def class_checks(expected: list[int]) -> dict:
+    """protocol -> a check of an answer's classes against the model's."""
 
-    def call() -> None:
-        nonlocal checked
-        response = server.post(path, body)
-        if response.status_code != 200:
-            raise RuntimeError(f"v1 answered {response.status_code}: {response.text}")
-        if not checked:
-            classes = [p["class"] for p in response.json()["predictions"]]
+    def check(protocol: str):
+        def read(answer: dict) -> None:
+            if protocol == "v1":
+                classes = [p["class"] for p in answer["predictions"]]
+            else:
+                classes = next(o["data"] for o in answer["outputs"] if o["name"] == "class")
             if classes != expected:
-                raise RuntimeError(f"v1 answered {classes}, the model says {expected}")
-            checked = True
+                raise RuntimeError(f"{protocol} answered {classes}, the model says {expected}")
 
-    return call
+        return read
+
+    return {protocol: check(protocol) for protocol in _serving.PROTOCOLS}
 
 
-def measure_alternating(
-    calls: Mapping[str, Callable[[], object]],
-    requests: int,
-    *,
-    warmup: int = WARMUP,
-    max_seconds: float = MAX_SECONDS,
-    clock: Callable[[], float] = time.perf_counter,
-) -> dict[str, list[float]]:
-    """The latency of each timed call, per name: `warmup` untimed rounds, then rounds of one call
-    of each in turn until `requests` rounds are done or max_seconds have passed. Taking turns
-    puts whatever else the machine is doing on every row alike."""
-    for _ in range(warmup):
-        for call in calls.values():
-            call()
-    latencies: dict[str, list[float]] = {name: [] for name in calls}
-    start, done = clock(), 0
-    while done < requests and clock() - start < max_seconds:
-        for name, call in calls.items():
-            before = clock()
-            call()
-            latencies[name].append(clock() - before)
-        done += 1
-    return latencies
+def v2_columns(instances: list[dict]) -> dict:
+    """A V2 request of rows by name: one tensor per column, numbers FP64, categories BYTES."""
+    from income_census.model import FEATURES, NUMERIC
+
+    inputs = []
+    for column in FEATURES:
+        values = [row[column] for row in instances]
+        numeric = column in NUMERIC
+        data = [float(v) for v in values] if numeric else [str(v) for v in values]
+        inputs.append(
+            {
+                "name": column,
+                "shape": [len(values)],
+                "datatype": "FP64" if numeric else "BYTES",
+                "data": data,
+            }
+        )
+    return {"inputs": inputs}
 
 
 def serving_rows(served, test_rows, model_dir: Path, workdir: Path) -> dict:
-    """(row, batch) -> summarize() of V1 predict and of in-process classify on the same rows."""
+    """(row, batch) -> summarize() of the served and floor V1, V2 and V2 binary requests and of
+    in-process classify on the same rows, taking turns."""
+    import httpx
+
     from income_census import rows as rowcheck
     from tests.harness.serving import serve
 
     stats: dict[tuple[str, int], dict] = {}
-    print("income_census: starting the server ...", file=sys.stderr)
-    with serve(
-        MANIFEST, workdir=workdir, model_dir=model_dir, timeout=SERVER_START_TIMEOUT
-    ) as server:
+    print("income_census: starting the server and the floor ...", file=sys.stderr)
+    with (
+        _serving.one_thread(),
+        serve(
+            MANIFEST, workdir=workdir, model_dir=model_dir, timeout=SERVER_START_TIMEOUT
+        ) as server,
+        _serving.floor("income_census", model_dir, workdir, SERVER_START_TIMEOUT) as floor_url,
+        httpx.Client(base_url=server.url, timeout=60) as served_client,
+        httpx.Client(base_url=floor_url, timeout=60) as floor_client,
+    ):
         for batch, requests in BATCHES.items():
             instances = json_rows(test_rows.iloc[:batch])
             frame = rowcheck.parse_rows(instances)  # what the server hands its model
-            body = json.dumps({"instances": instances}).encode()
-            expected = served.classify(frame).argmax(axis=1).tolist()
-            calls = {
-                "v1": v1_call(server, body, expected),
-                "predict_proba": lambda frame=frame: served.classify(frame),
-            }
+            sent = _serving.bodies({"instances": instances}, v2_columns(instances))
+            checks = class_checks(served.classify(frame).argmax(axis=1).tolist())
+            calls = {"predict_proba": lambda frame=frame: served.classify(frame)}
+            calls |= _serving.endpoint_calls("floor_", floor_client, "income", sent, checks)
+            calls |= _serving.endpoint_calls("", served_client, "income", sent, checks)
             print(
-                f"income_census: V1 predict and predict_proba, batch {batch} ...", file=sys.stderr
+                f"income_census: {len(calls)} rows taking turns, batch {batch} ...", file=sys.stderr
             )
-            for row, latencies in measure_alternating(calls, requests).items():
+            timed = measure_alternating(calls, requests, warmup=WARMUP, max_seconds=MAX_SECONDS)
+            for row, latencies in timed.items():
                 # requests/s over the row's own time: 1 / its mean latency.
                 stats[row, batch] = summarize(latencies, sum(latencies))
     return stats
@@ -357,9 +364,19 @@ def explanation_figures(summary: dict, one_row_ms: float) -> Iterator[dict]:
 
 
 def serving_figures(stats: dict) -> Iterator[dict]:
-    why = {"v1": "predict_proba", "predict_proba": "v1"}
+    why = {
+        "v1": "predict_proba",
+        "predict_proba": "v1",
+        "floor_v1": "predict_proba",
+        "floor_v2": "predict_proba",
+        "floor_v2_binary": "predict_proba",
+        "v2": "floor_v2",
+        "v2_binary": "floor_v2_binary",
+    }
     for batch, requests in BATCHES.items():
         for row, against in why.items():
+            if (row, batch) not in stats or (against, batch) not in stats:
+                continue
             own, other = stats[row, batch], stats[against, batch]
             common = {
                 "batch": batch,
@@ -385,6 +402,7 @@ def serving_figures(stats: dict) -> Iterator[dict]:
                 "p99_ms": round(own["p99_ms"], 2),
                 **common,
             }
+        yield from _serving.ratio_figures(stats, batch, "predict_proba")
 
 
 def run() -> Iterator[dict]:

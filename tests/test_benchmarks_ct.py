@@ -6,6 +6,8 @@ ct_scans`, minutes); here no Spark session starts and every volume is tiny.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -165,3 +167,67 @@ def test_quality_on_a_small_phantom_and_its_figures() -> None:
     assert gain["value"] == pytest.approx(table[5.0]["psnr"] - table["noisy"]["psnr"], abs=1e-3)
     assert gain["unit"] == "dB" and "k=16" in gain["svd"]
     assert f"{table['noisy']['psnr']:.3f} dB" in gain["compared_with"]
+
+
+# --- serving -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_basis(tmp_path_factory: pytest.TempPathFactory):
+    """A basis of a 48 x 16 x 16 phantom, saved as train.py saves it, and noisy slices to send."""
+    model_dir = tmp_path_factory.mktemp("basis")
+    return model_dir, bench.serving_basis((16, 16), model_dir)
+
+
+# starlette's TestClient, which the floor's test uses, warns about its own httpx dependency.
+@pytest.mark.filterwarnings("ignore:Using `httpx` with `starlette.testclient`")
+def test_the_floor_answers_as_the_server_model_does(small_basis) -> None:
+    from fastapi.testclient import TestClient
+
+    from benchmarks._floor import ct_app
+    from ct_scans.serve import CtDenoiser
+
+    model_dir, noisy = small_basis
+    slices = np.rint(noisy[:3]).astype(np.int16)
+    served = CtDenoiser("ct-scans", model_dir)
+    served.load()
+    expected, kept = served.denoise(slices.astype(np.float32), bench.SERVING_PERCENT)
+    checks = bench.kept_checks(kept)
+    client = TestClient(ct_app(model_dir))
+    for protocol, (body, headers) in bench.serving_requests(slices).items():
+        path = "/v1/models/ct-scans:predict" if protocol == "v1" else "/v2/models/ct-scans/infer"
+        answer = client.post(path, content=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        if protocol == "v2_binary":  # raw FP32 after the JSON, as asked
+            length = int(answer.headers["inference-header-content-length"])
+            checks[protocol](json.loads(answer.content[:length]))
+            got = np.frombuffer(answer.content[length:], "<f4").reshape(expected.shape)
+        else:
+            checks[protocol](answer.json())
+            got = answer.json()["predictions" if protocol == "v1" else "outputs"]
+            got = np.reshape(got if protocol == "v1" else got[0]["data"], expected.shape)
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-3)
+
+
+def test_kept_checks_refuse_another_count() -> None:
+    checks = bench.kept_checks(18)
+    checks["v1"]({"predictions": [], "kept": 18})
+    with pytest.raises(RuntimeError, match="kept 17"):
+        checks["v2"]({"outputs": [], "parameters": {"kept": 17}})
+
+
+def test_serving_figures_read_served_rows_against_the_floor() -> None:
+    def stats(p50: float) -> dict:
+        return {"requests": 5, "requests_per_second": 1000 / p50, "p50_ms": p50, "p99_ms": p50}
+
+    rows = {"denoise": 1.0, "floor_v1": 20.0, "floor_v2": 18.0, "floor_v2_binary": 4.0}
+    rows |= {"v1": 21.0, "v2": 18.0, "v2_binary": 5.0}
+    results = {"64x64": {(row, 32): stats(p50) for row, p50 in rows.items()}}
+    figures = {f["name"]: f for f in bench.serving_figures(results)}
+    for figure in figures.values():
+        runner.check(figure, "ct_scans")
+    v2 = figures["v2_64x64_batch32_p50_ms"]
+    assert v2["compared_with"] == "floor_v2_64x64_batch32_p50_ms (18.00 ms)"
+    assert figures["floor_v1_64x64_batch32_p50_ms"]["times_against"] == 20.0
+    assert figures["v2_binary_64x64_batch32_p50_over_floor"]["value"] == 1.25
+    assert figures["v1_64x64_batch32_p50_over_floor"]["served_over_in_process"] == 21.0

