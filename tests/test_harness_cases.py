@@ -73,3 +73,42 @@ def test_kustomize_patch_files_are_not_validated_as_objects(tmp_path: Path) -> N
     (folder / "manifests/kustomizeconfig.yaml").write_text("images: [{path: spec/image}]\n")
     names = [p.name for p in cases.load_case(folder).manifests]
     assert names == ["kustomization.yaml", "kustomization.yaml"]  # the base's and gpu's
+
+
+def test_floors_and_ceilings_are_read_per_run(tmp_path: Path) -> None:
+    folder = make_case(
+        tmp_path,
+        "demo",
+        'image = "x/demo:1"\n'
+        "[smoke.floors]\ntest_accuracy = 0.9\n"
+        "[smoke.ceilings]\ntest_loss = 0.5\n"
+        "[floors.distributed]\ntest_accuracy = 0.85\nworkers = 2\n"
+        "[ceilings.katib]\nseconds = 60\n",
+    )
+    case = cases.load_case(folder)
+    assert case.floors() == {"test_accuracy": 0.9} and case.floor("test_accuracy") == 0.9
+    assert case.floors("distributed") == {"test_accuracy": 0.85, "workers": 2.0}
+    assert case.floor("test_accuracy", "distributed") == 0.85
+    assert case.ceiling("test_loss") == 0.5 and case.ceiling("seconds", "katib") == 60.0
+    assert case.floors("katib") == {} and case.ceilings("distributed") == {}
+    # A floor a test asks for and case.toml lacks says where it belongs.
+    with pytest.raises(KeyError, match=r"demo/case.toml has no auc in \[floors.distributed\]"):
+        case.floor("auc", "distributed")
+    with pytest.raises(KeyError, match=r"no test_auc in \[smoke.floors\]"):
+        case.floor("test_auc")
+
+
+def test_a_floor_that_is_not_a_number_is_reported(tmp_path: Path) -> None:
+    folder = make_case(
+        tmp_path, "demo", 'image = "x/demo:1"\n[floors.katib]\nval_accuracy = "0.7"\n'
+    )
+    with pytest.raises(
+        ValueError, match=r"\[floors.katib\] val_accuracy = '0.7': expected a number"
+    ):
+        cases.load_case(folder).floors("katib")
+
+
+def test_every_case_floor_is_a_number() -> None:
+    for case in cases.discover():
+        for run in ["smoke", *case.config.get("floors", {})]:
+            assert case.floors(run), f"{case.name}: {run} has no floors"

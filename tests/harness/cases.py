@@ -17,8 +17,20 @@ metric floors, and the overrides that shrink a manifest to laptop size. Example:
     [smoke.ceilings]                                # metrics.json value <= ceiling
     test_loss = 0.5
 
+    [floors.distributed]                            # another run's floors, named by the run
+    test_accuracy = 0.90
+
     [smoke.overrides."manifests/tfjob.yaml"]        # dotted paths, applied with --smoke
     "spec.tfReplicaSpecs.Worker.replicas" = 1
+
+Metric floors live in case.toml only, and every test reads them from there:
+`case.floor("test_accuracy")` is `[smoke.floors]`, the smoke run of `python -m <case>.train`
+that the contract checks; `case.floor("test_accuracy", "distributed")` is `[floors.distributed]`,
+one section per other run a case's tests make (the distributed jobs, Katib's trials, the
+pipeline, another trainer), since a different run reaches a different level. Ceilings work the
+same way (`case.ceiling`, `[smoke.ceilings]`, `[ceilings.<run>]`). Each floor carries a comment
+in case.toml saying what chance (or the trivial model) scores and what the run gives here: a floor
+a random model could pass is no floor.
 """
 
 from __future__ import annotations
@@ -87,6 +99,47 @@ class Case:
         root = self.path / "manifests"
         files = {p for p in root.rglob("*.yaml") if p.name != "pipeline.yaml"}
         return sorted(files - patch_files(root))
+
+    def floors(self, run: str = "smoke") -> dict[str, float]:
+        """The floors of one run: `[smoke.floors]` for "smoke", else `[floors.<run>]`."""
+        return self._limits("floors", run)
+
+    def floor(self, metric: str, run: str = "smoke") -> float:
+        """One metric's floor (metrics.json value >= floor); a missing one says where to add it."""
+        return self._limit("floors", metric, run)
+
+    def ceilings(self, run: str = "smoke") -> dict[str, float]:
+        """The ceilings of one run: `[smoke.ceilings]` for "smoke", else `[ceilings.<run>]`."""
+        return self._limits("ceilings", run)
+
+    def ceiling(self, metric: str, run: str = "smoke") -> float:
+        """One metric's ceiling (metrics.json value <= ceiling)."""
+        return self._limit("ceilings", metric, run)
+
+    def _section(self, kind: str, run: str) -> str:
+        return f"[smoke.{kind}]" if run == "smoke" else f"[{kind}.{run}]"
+
+    def _limits(self, kind: str, run: str) -> dict[str, float]:
+        if run == "smoke":
+            found = self.smoke.get(kind, {})
+        else:
+            found = self.config.get(kind, {}).get(run, {})
+        for metric, value in found.items():
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(
+                    f"{self.name}/case.toml {self._section(kind, run)} {metric} = {value!r}: "
+                    "expected a number"
+                )
+        return {metric: float(value) for metric, value in found.items()}
+
+    def _limit(self, kind: str, metric: str, run: str) -> float:
+        limits = self._limits(kind, run)
+        if metric not in limits:
+            raise KeyError(
+                f"{self.name}/case.toml has no {metric} in {self._section(kind, run)}: "
+                "add it there, with a comment saying what chance scores and what a run gives"
+            )
+        return limits[metric]
 
     def overrides_for(self, manifest: Path) -> dict[str, Any]:
         """The smoke overrides case.toml gives for one manifest (by path relative to the case)."""
