@@ -211,14 +211,14 @@ def deploy(
     if uri.startswith("minio://"):
         uri = "s3://" + uri.removeprefix("minio://")
 
-    def component(cpu_request: str, max_replicas: int) -> dict:
+    def component(cpu_request: str, max_replicas: int, batcher: dict | None = None) -> dict:
         # income_census/manifests/inferenceservice.yaml with this run's model (a test keeps the
         # two alike); KServe's storage initializer copies STORAGE_URI to /mnt/models.
         container = {
             "name": "kserve-container",
             "image": serving_image,
             "command": ["python", "-m", "income_census.serve"],
-            "args": ["--model_name", "income", "--model_dir", "/mnt/models", "--http_port", "8080"],
+            "args": ["--model_name", "income", "--model-dir", "/mnt/models", "--http_port", "8080"],
             "env": [{"name": "STORAGE_URI", "value": uri}],
             "ports": [{"containerPort": 8080, "protocol": "TCP"}],
             "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8080}},
@@ -228,7 +228,10 @@ def deploy(
                 "limits": {"cpu": "1", "memory": "1Gi"},
             },
         }
-        spec = {"minReplicas": 1, "maxReplicas": max_replicas, "containers": [container]}
+        spec = {"minReplicas": 1, "maxReplicas": max_replicas}
+        if batcher:  # KServe's V1 request batcher, for the predictor
+            spec["batcher"] = batcher
+        spec["containers"] = [container]
         if serving_account:  # the one holding the artifact store's credentials
             spec["serviceAccountName"] = serving_account
         return spec
@@ -242,7 +245,10 @@ def deploy(
             # A plain Deployment and Service, no Knative (RawDeployment: its deprecated name).
             "annotations": {"serving.kserve.io/deploymentMode": "Standard"},
         },
-        "spec": {"predictor": component("250m", 3), "explainer": component("500m", 1)},
+        "spec": {
+            "predictor": component("250m", 3, {"maxBatchSize": 100, "maxLatency": 10}),
+            "explainer": component("500m", 1),
+        },
     }
     with Path(inference_service.path).open("w") as f:
         yaml.safe_dump(manifest, f, sort_keys=False)

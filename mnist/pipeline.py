@@ -178,7 +178,7 @@ def deploy(
         "name": "kserve-container",
         "image": serving_image,
         "command": ["python", "-m", "mnist.serve"],
-        "args": ["--model_name", "mnist", "--model_dir", "/mnt/models", "--http_port", "8080"],
+        "args": ["--model_name", "mnist", "--model-dir", "/mnt/models", "--http_port", "8080"],
         "env": [{"name": "STORAGE_URI", "value": uri}],
         "ports": [{"containerPort": 8080, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8080}},
@@ -188,7 +188,9 @@ def deploy(
             "limits": {"cpu": "1", "memory": "2Gi"},
         },
     }
-    predictor = {"minReplicas": 1, "maxReplicas": 3, "containers": [container]}
+    predictor = {"minReplicas": 1, "maxReplicas": 3}
+    predictor["batcher"] = {"maxBatchSize": 32, "maxLatency": 5}  # KServe's V1 request batcher
+    predictor["containers"] = [container]
     if serving_account:  # the one holding the artifact store's credentials (module docstring)
         predictor["serviceAccountName"] = serving_account
     manifest = {

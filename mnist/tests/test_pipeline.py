@@ -99,7 +99,7 @@ def test_deploy_renders_a_valid_inference_service_for_the_model(run: LocalRun) -
     container = predictor["containers"][0]
     assert container["image"] == pipeline.IMAGE
     argv = " ".join(container["command"] + container["args"])
-    assert argv.startswith("python -m mnist.serve --model_name mnist --model_dir /mnt/models")
+    assert argv.startswith("python -m mnist.serve --model_name mnist --model-dir /mnt/models")
     assert container["securityContext"] == {"runAsNonRoot": True, "allowPrivilegeEscalation": False}
     # Locally the model artifact's URI is the trained model's folder itself.
     env = {e["name"]: e["value"] for e in container["env"]}
