@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.harness import katib
+from tests.harness.cases import Case, load_case
 from tests.harness.jobs import run_job
 
 FIXTURES = Path(__file__).parent / "fixtures" / "katib"
@@ -323,3 +324,121 @@ def test_tfjob_trials_run_through_jobs(tmp_path: Path) -> None:
         # The collector read the chief's log, as Katib's sidecar watches the primary pod.
         assert trial.job.primary().replica_type == "Chief"
         assert trial.objective == pytest.approx(expected_accuracy(trial.parameters))
+
+
+# --- run_smoke: a case's Experiment in smoke form ------------------------------------------------
+
+# A runtime of the case's own, beside the Experiment, whose entry point runs the TrainJob's args
+# only if a variable of its own is there: a trial on it succeeds only when run_smoke found it.
+OWN_RUNTIME = """
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainingRuntime
+metadata:
+  name: own
+spec:
+  mlPolicy:
+    numNodes: 1
+  template:
+    spec:
+      replicatedJobs:
+        - name: node
+          template:
+            metadata:
+              labels:
+                trainer.kubeflow.org/trainjob-ancestor-step: trainer
+            spec:
+              template:
+                spec:
+                  containers:
+                    - name: node
+                      image: example.org/own:1
+                      command: [/bin/sh, -c, 'test "$FROM_OWN" = yes && exec "$@"', own]
+                      env:
+                        - name: FROM_OWN
+                          value: "yes"
+"""
+
+
+def smoke_case(tmp_path: Path, overrides: str) -> Case:
+    """A case folder whose Experiment's trials are TrainJobs on the runtime beside it."""
+    folder = tmp_path / "demo"
+    (folder / "manifests").mkdir(parents=True)
+    doc = experiment()
+    command = container(doc)["command"]
+    doc["spec"]["trialTemplate"]["primaryContainerName"] = "node"
+    doc["spec"]["trialTemplate"]["trialSpec"] = {
+        "apiVersion": "trainer.kubeflow.org/v1alpha1",
+        "kind": "TrainJob",
+        "spec": {
+            "runtimeRef": {
+                "name": "own",
+                "kind": "TrainingRuntime",
+                "apiGroup": "trainer.kubeflow.org",
+            },
+            "trainer": {"numNodes": 1, "args": command},
+        },
+    }
+    (folder / "manifests/katib-experiment.yaml").write_text(yaml.safe_dump(doc))
+    (folder / "manifests/runtime.yaml").write_text(OWN_RUNTIME)
+    (folder / "case.toml").write_text(
+        f'image = "example.org/demo:1"\n[smoke.overrides."manifests/katib-experiment.yaml"]\n{overrides}'
+    )
+    return load_case(folder)
+
+
+def test_run_smoke_runs_the_case_toml_form_on_the_runtimes_beside_it(
+    tmp_path: Path, capsys
+) -> None:
+    case = smoke_case(tmp_path, '"spec.maxTrialCount" = 2\n"spec.parallelTrialCount" = 1\n')
+    result = katib.run_smoke(case, workdir=tmp_path / "run", timeout=120)
+    # 2 trials, not the manifest's 4: case.toml's overrides were applied.
+    assert result.succeeded and result.reason == "ExperimentMaxTrialsReached", result.describe()
+    assert [t.status for t in result.trials] == ["Succeeded", "Succeeded"]
+    for trial in result.trials:
+        assert trial.job.kind == "TrainJob"
+        assert trial.objective == pytest.approx(expected_accuracy(trial.parameters))
+    assert katib.outside_search_space(katib_doc(case), result.trials) == []
+    out = capsys.readouterr().out
+    assert result.format_trials() in out and result.describe() in out  # for the test's log
+
+
+def katib_doc(case: Case) -> dict:
+    return yaml.safe_load((case.path / "manifests/katib-experiment.yaml").read_text())
+
+
+def test_run_smoke_refuses_an_override_the_schema_does_not_know(tmp_path: Path) -> None:
+    case = smoke_case(tmp_path, '"spec.maxTrialCont" = 2\n')
+    with pytest.raises(ValueError, match="maxTrialCont"):
+        katib.run_smoke(case, workdir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # before any trial
+
+
+def test_outside_search_space_names_each_value_the_space_does_not_hold() -> None:
+    doc = experiment()  # lr double [0.1, 0.5] step 0.1, units int [2, 4], optimizer sgd/adam
+
+    def trial(name: str, **params: str) -> katib.Trial:
+        return katib.Trial(name=name, parameters=params)
+
+    inside = [
+        trial("a", lr="0.1", units="2", optimizer="sgd"),
+        trial("b", lr="0.5", units="4", optimizer="adam"),
+        trial("c", lr="0.30000000000000004", units="3", optimizer="sgd"),
+    ]
+    assert katib.outside_search_space(doc, inside) == []
+    outside = [
+        trial("low", lr="0.05", units="2", optimizer="sgd"),
+        trial("high", lr="0.3", units="5", optimizer="sgd"),
+        trial("half", lr="0.3", units="2.5", optimizer="sgd"),
+        trial("word", lr="fast", units="2", optimizer="sgd"),
+        trial("other", lr="0.3", units="2", optimizer="lbfgs"),
+        trial("missing", lr="0.3", units="2"),
+    ]
+    problems = katib.outside_search_space(doc, outside)
+    assert problems == [
+        "low: lr=0.05 is outside double [0.1, 0.5] step 0.1",
+        "high: units=5 is outside int [2, 4]",
+        "half: units=2.5 is outside int [2, 4]",
+        "word: lr=fast is outside double [0.1, 0.5] step 0.1",
+        "other: optimizer=lbfgs is outside categorical ['sgd', 'adam']",
+        "missing: got ['lr', 'units'], the space has ['lr', 'optimizer', 'units']",
+    ]

@@ -10,6 +10,9 @@
 - The experiment stops as Katib's controller decides (goal, max failed, max trials, grid end);
   trials still running then are left to finish, as Katib leaves them.
 
+For the case studies' tests: run_smoke runs a case's Experiment with case.toml's smoke overrides,
+and outside_search_space lists the trial values its search space does not hold.
+
 Not done locally: early stopping (the spec is noted and ignored), NAS, resume policies, the
 TensorFlowEvent, Prometheus and Push collectors, and ConfigMap trial templates.
 """
@@ -40,10 +43,11 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from tests.harness import batch
+from tests.harness import batch, manifests, trainer
 from tests.harness.containers import PathMap
 
 if TYPE_CHECKING:
+    from tests.harness.cases import Case
     from tests.harness.jobs import JobResult
 
 # Katib's default metrics filter (pkg/metricscollector/v1beta1/common/const.go, DefaultFilter).
@@ -781,6 +785,71 @@ def run_experiment(
         f"{len(run.trials)} trials in {result.seconds:.1f} s; {_best_line(plan, run.best)}"
     )
     return result
+
+
+def run_smoke(
+    case: Case,
+    manifest: str | Path = "manifests/katib-experiment.yaml",
+    *,
+    workdir: Path,
+    timeout: float = 900.0,
+) -> ExperimentResult:
+    """A case's Experiment in smoke form, as `python -m tests.harness run --smoke` runs it.
+
+    case.toml's overrides for the manifest are applied and the result validated strictly (a
+    problem is a ValueError before any trial starts); trials run with the TrainingRuntimes beside
+    the manifest; the trials table and `kubectl describe`'s status are printed for the log.
+    """
+    path = case.path / manifest
+    doc = manifests.apply_overrides(manifests.load(path)[0], case.overrides_for(path))
+    problems = manifests.validate(doc)
+    if problems:
+        raise ValueError(f"{path} with case.toml's overrides: " + "; ".join(problems))
+    runtimes = trainer.runtimes_beside(path)
+    result = run_experiment(doc, workdir=workdir, timeout=timeout, runtimes=runtimes)
+    print(result.format_trials())
+    print(result.describe())
+    return result
+
+
+def outside_search_space(doc: Mapping, trials: Iterable[Trial]) -> list[str]:
+    """What the trials were given that the Experiment's search space does not hold; empty if all
+    is in it. Each trial gets every parameter and no other: a double or an int within
+    [min, max] (an int a whole number on its step), a categorical or discrete value of its list.
+    """
+    space = [_parameter(p) for p in (doc.get("spec") or {}).get("parameters") or []]
+    names = sorted(p.name for p in space)
+    problems = []
+    for t in trials:
+        if sorted(t.parameters) != names:
+            problems.append(f"{t.name}: got {sorted(t.parameters)}, the space has {names}")
+        for p in space:
+            value = t.parameters.get(p.name)
+            if value is not None and not _in_space(p, value):
+                problems.append(f"{t.name}: {p.name}={value} is outside {_space_text(p)}")
+    return problems
+
+
+def _in_space(p: Parameter, value: str) -> bool:
+    if p.type == "categorical":
+        return value in p.values
+    number = _float(value)
+    if number is None:
+        return False
+    if p.type == "discrete":
+        return number in {_float(v) for v in p.values}
+    if not float(p.min) <= number <= float(p.max):
+        return False
+    if p.type == "int":
+        step = int(p.step or 1)
+        return number.is_integer() and (int(number) - int(p.min)) % step == 0
+    return True
+
+
+def _space_text(p: Parameter) -> str:
+    if p.type in ("categorical", "discrete"):
+        return f"{p.type} {p.values}"
+    return f"{p.type} [{p.min}, {p.max}]" + (f" step {p.step}" if p.step else "")
 
 
 class _Run:
