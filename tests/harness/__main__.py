@@ -3,7 +3,7 @@
 python -m tests.harness cases                      the discovered case studies
 python -m tests.harness validate PATH...           strict validation of manifests (files or folders)
 python -m tests.harness run MANIFEST [--smoke]     run a training job, an Experiment or a server
-python -m tests.harness demo [CASE]                a case end to end on its small data
+python -m tests.harness demo [CASE] [-v]           a case end to end on its small data
 python -m tests.harness notebooks                  regenerate every .ipynb from its .py source
 """
 
@@ -125,7 +125,7 @@ def serve_until_interrupted(doc: dict, workdir: Path, args: argparse.Namespace) 
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    found = [c for c in cases.discover() if not args.case or c.name == args.case]
+    found = cases.discover()
     if not found:
         print(
             "No case study is here yet, so there is nothing to demonstrate.\n"
@@ -133,9 +133,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
             "what it runs. The case studies land one by one; see the table in README.md."
         )
         return 0 if not args.case else 1
+    if args.case:
+        chosen = [c for c in found if c.name == args.case]
+        if not chosen:
+            names = ", ".join(c.name for c in found)
+            print(f"no case study named {args.case!r}; the case studies are {names}")
+            return 1
+        found = chosen
+    # mnist first: it is the template the others follow, and the README starts there.
+    found.sort(key=lambda c: (c.name != "mnist", c.name))
     from tests.harness import demo
 
-    return max(demo.run_case(case, default_workdir(f"demo-{case.name}")) for case in found)
+    return max(
+        demo.run_case(case, default_workdir(f"demo-{case.name}"), verbose=args.verbose)
+        for case in found
+    )
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:
@@ -177,7 +189,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("demo", help="run a case study end to end on its small data")
-    p.add_argument("case", nargs="?", help="the case study (default: every one)")
+    p.add_argument("case", nargs="?", help="the case study (default: every one, mnist first)")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show every line the steps print (default: progress and a summary; the rest in logs)",
+    )
     p.set_defaults(func=cmd_demo)
     sub.add_parser("notebooks", help="regenerate .ipynb files").set_defaults(func=cmd_notebooks)
     args = parser.parse_args(argv)
