@@ -20,13 +20,19 @@ WINDOW = (-150.0, 250.0)  # Hounsfield units shown black to white: a soft-tissue
 
 
 def slices_figure(volumes: Mapping[str, np.ndarray], index: int, window=WINDOW):
-    """One slice of each volume side by side, titled by its label."""
-    fig, axes = plt.subplots(1, len(volumes), figsize=(2.6 * len(volumes), 2.9), squeeze=False)
+    """One slice of each volume side by side, titled by its label, with the window's scale."""
+    fig, axes = plt.subplots(
+        1,
+        len(volumes),
+        figsize=(2.6 * len(volumes) + 0.8, 2.9),
+        squeeze=False,
+        layout="constrained",
+    )
     for ax, (label, volume) in zip(axes[0], volumes.items(), strict=True):
-        ax.imshow(volume[index], cmap="bone", vmin=window[0], vmax=window[1])
+        picture = ax.imshow(volume[index], cmap="bone", vmin=window[0], vmax=window[1])
         ax.set_title(label, fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
+    fig.colorbar(picture, ax=axes[0].tolist(), shrink=0.9, label="Hounsfield units")
     return fig
 
 
@@ -45,8 +51,11 @@ def psnr_figure(curve: Mapping[float, float], noisy_psnr: float | None = None):
     if noisy_psnr is not None:
         ax.axhline(noisy_psnr, color="grey", linestyle="--", label="noisy input")
     ax.set_xscale("log")
-    ax.set_xlabel("singular values dropped (% of the largest)")
-    ax.set_ylabel("PSNR (dB)")
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])  # the percentages themselves, not powers of ten
+    ax.minorticks_off()
+    ax.set_xlabel("singular values dropped (% of the largest, log scale)")
+    ax.set_ylabel("PSNR against the truth (dB)")
+    ax.set_title("Denoising quality by cut")
     ax.legend()
     fig.tight_layout()
     return fig

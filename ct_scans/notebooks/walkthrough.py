@@ -31,12 +31,14 @@ rank = 40  # k: how many singular values the randomized SVD computes (train.py's
 # there or in this folder.
 
 # %%
+# Copied from mnist.notebooks.walkthrough.start with mnist->ct_scans
 import os
 import sys
 from pathlib import Path
 
-root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / "ct_scans" / "case.toml").exists())
-os.chdir(root)
+case = "ct_scans"  # this notebook's case study: the folder that holds its case.toml
+root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / case / "case.toml").exists())
+os.chdir(root)  # the repository root, where `python -m ct_scans.train` runs too
 sys.path.insert(0, str(root))
 work = Path(work_dir).resolve()
 work.mkdir(parents=True, exist_ok=True)
@@ -87,14 +89,15 @@ import matplotlib.pyplot as plt
 from ct_scans import visualize
 
 shown = [10, 24, 40]
-fig, axes = plt.subplots(2, len(shown), figsize=(2.6 * len(shown), 5.4))
+fig, axes = plt.subplots(2, len(shown), figsize=(2.6 * len(shown) + 1, 5.4), layout="constrained")
 for column, index in enumerate(shown):
     for row, (label, vol) in enumerate((("truth", truth), ("noisy", volume))):
         ax = axes[row, column]
-        ax.imshow(vol[index], cmap="bone", vmin=visualize.WINDOW[0], vmax=visualize.WINDOW[1])
+        low, high = visualize.WINDOW
+        picture = ax.imshow(vol[index], cmap="bone", vmin=low, vmax=high)
         ax.set_title(f"{label}, slice {index}", fontsize=9)
         ax.axis("off")
-fig.tight_layout()
+fig.colorbar(picture, ax=axes, shrink=0.6, label="Hounsfield units (window)")
 plt.show()
 
 # %% [markdown]
@@ -122,13 +125,15 @@ plt.show()
 # %%
 a = data.to_matrix(volume)
 print("A:", a.shape, "(pixels x slices)")
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.6))
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), layout="constrained")
 for ax, (label, vol) in zip(axes, (("truth", truth), ("noisy scan", volume)), strict=True):
-    picture = ax.imshow(np.corrcoef(data.to_matrix(vol).T), vmin=0, vmax=1, cmap="viridis")
+    with np.errstate(invalid="ignore"):  # a constant (all-air) slice has no correlation: NaN
+        correlation = np.corrcoef(data.to_matrix(vol).T)
+    picture = ax.imshow(correlation, vmin=0, vmax=1, cmap="viridis")
     ax.set_title(f"{label}: correlation of slices", fontsize=10)
     ax.set_xlabel("slice")
     ax.set_ylabel("slice")
-fig.colorbar(picture, ax=axes, shrink=0.8)
+fig.colorbar(picture, ax=axes, shrink=0.8, label="correlation")
 plt.show()
 
 # %% [markdown]
@@ -145,6 +150,8 @@ plt.show()
 # largest". Where a line crosses the spectrum is where it cuts.
 
 # %%
+from matplotlib.ticker import FuncFormatter
+
 from ct_scans import model
 
 exact = np.linalg.svd(a.astype(np.float64), compute_uv=False)
@@ -165,8 +172,10 @@ for percent, colour in zip(model.PERCENTAGES, plt.cm.autumn(np.linspace(0, 0.8, 
 ax.axvline(knee + 1, color="black", linewidth=0.8)
 ax.text(knee + 1, exact[0], " knee", fontsize=9, va="top")
 ax.set_ylim(bottom, exact[0] * 2)
-ax.set_xlabel("singular value (largest first)")
-ax.set_ylabel("singular value")
+ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:,.0f}"))  # 1,000, not 10^3
+ax.set_xlabel("position in the spectrum (1 = the largest singular value)")
+ax.set_ylabel("singular value (log scale)")
+ax.set_title("Singular values of the noisy scan, of the truth and of the noise")
 ax.legend(loc="lower left")
 plt.show()
 print(f"largest {exact[0]:,.0f}; the noise floor {of_noise.min():,.0f} to {of_noise.max():,.0f}")
@@ -284,8 +293,9 @@ quality.round(3)
 # error we add (small structures smoothed away) grows faster than the noise we remove. At 10 %
 # the PSNR is back at the noisy input's, and at 30 % it is far below: worse than doing nothing.
 # SSIM agrees on the shape, peaking a little later, because a smoother picture looks more like
-# the truth's structure even where the details are blurred. The best cut depends on the noise level and the anatomy: that is what
-# the Katib Experiment of `kubeflow.ipynb` searches for, together with the rank k.
+# the truth's structure even where the details are blurred. The best cut depends on the noise
+# level and the anatomy: that is what the Katib Experiment of `kubeflow.ipynb` searches for,
+# together with the rank k.
 #
 # The other reading of the percentages, as a share of the *count* of values: dropping the
 # smallest p % of our 40 values gains at most about 1.5 dB over keeping all 40, and never
@@ -324,11 +334,51 @@ print(f"train.py: psnr at 5 % {metrics['psnr']:.4f} dB; this notebook: {curve[5.
 print("model dir:", sorted(p.name for p in model_dir.iterdir()))
 
 # %% [markdown]
-# `ct_scans.serve` is a KServe model; the InferenceService runs it with `--model_dir
-# /mnt/models`. Here the harness starts the very command that
-# `manifests/inferenceservice.yaml` names, on a free port of 127.0.0.1, with our model folder
-# standing in for /mnt/models, and stops it when the block ends.
-#
+# `ct_scans.serve` is a KServe model server: in the cluster the InferenceService runs
+# `python -m ct_scans.serve --model_name ct-scans --model_dir /mnt/models`, where KServe's
+# storage initializer has put the basis. Here we start the same command as a process of our own,
+# with our model folder instead of /mnt/models, on a free port of 127.0.0.1 (this machine only),
+# and wait until it says the model is ready.
+
+# %%
+import atexit
+import socket
+import subprocess
+import time
+
+import requests
+
+
+# Copied from mnist.notebooks.walkthrough.start_server
+def start_server(module: str, name: str, model: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """Start `python -m <module>` serving `model` on a free port of 127.0.0.1; wait until the
+    model is ready; return the process and the server's URL. Its output goes to `log`."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # port 0: the system picks a free one
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", module, "--model_name", name, "--model-dir", str(model)]
+    command += ["--host", "127.0.0.1", "--http_port", str(port)]
+    with log.open("w") as out:  # the child keeps its own copy of the file
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    atexit.register(server.terminate)  # should the notebook stop before it does
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):  # a minute at most
+        if server.poll() is not None:
+            raise RuntimeError(f"{module} exited with code {server.returncode}: see {log}")
+        try:
+            if requests.get(f"{url}/v2/models/{name}/ready", timeout=1).ok:
+                return server, url
+        except requests.ConnectionError:
+            pass  # not listening yet
+        time.sleep(0.1)
+    server.terminate()
+    raise RuntimeError(f"{module} was not ready after a minute: see {log}")
+
+
+server, url = start_server("ct_scans.serve", "ct-scans", model_dir, work / "server.log")
+print(f"ct_scans.serve is process {server.pid}, ready at {url}")
+
+# %% [markdown]
 # `sample/request.json` is an Open Inference (V2) request: the middle slice of the phantom with
 # a fresh draw of noise (seed 2; the basis was computed from seed 1), sent as INT16 Hounsfield
 # units the way DICOM stores them, and `"parameters": {"percent": 5}`. The server answers the
@@ -338,14 +388,9 @@ print("model dir:", sorted(p.name for p in model_dir.iterdir()))
 # %%
 import json
 
-from tests.harness import serving
-
 request = json.loads((root / "ct_scans/sample/request.json").read_text())
-with serving.serve(
-    "ct_scans/manifests/inferenceservice.yaml", workdir=work / "serving", model_dir=model_dir
-) as server:
-    answer = server.post(f"/v2/models/{server.model_name}/infer", request)
-    print("HTTP", answer.status_code, "from", server.url)
+answer = requests.post(f"{url}/v2/models/ct-scans/infer", json=request)
+print("HTTP", answer.status_code)
 reply = answer.json()
 (output,) = reply["outputs"]
 served = np.asarray(output["data"], np.float32).reshape(output["shape"])
@@ -385,6 +430,18 @@ plt.show()
 # slice is the same anatomy; a basis from one patient says little about another's slices, which
 # is why the case computes a basis per scan.)
 #
+# The server runs until we stop it. We stop it by its process id, with the signal Kubernetes
+# sends a pod it deletes: SIGTERM.
+
+# %%
+# Copied from mnist.notebooks.walkthrough.stop_server
+import signal
+
+server.send_signal(signal.SIGTERM)  # to process server.pid, and to nothing else
+code = server.wait(timeout=30)
+print(f"process {server.pid} stopped:", "by SIGTERM" if code == -signal.SIGTERM else f"code {code}")
+
+# %% [markdown]
 # That is the whole local loop. `kubeflow.ipynb` computes the basis on Spark as a
 # SparkApplication, tunes the rank and percentage with a Katib Experiment, runs the pipeline
 # that draws these pictures in the Kubeflow Pipelines UI, and creates the InferenceService.

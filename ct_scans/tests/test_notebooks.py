@@ -9,14 +9,11 @@ walkthrough takes about 15 s here; the kubeflow notebook about 50 s, most of it 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 
-import jupytext
-import nbformat
 import pytest
 
-from tests.harness import katib, manifests, notebooks
+from tests.harness import katib, manifests, notebooks, procs
 
 CASE_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = CASE_DIR.parent
@@ -67,31 +64,6 @@ KATIB_TRIAL = {
 }
 
 
-def notebook_function(source: Path, name: str) -> Callable:
-    """A function of the notebook, from running (in this process) the one cell defining it."""
-    cells = jupytext.read(source).cells
-    (cell,) = [c for c in cells if c.cell_type == "code" and f"def {name}(" in c.source]
-    namespace: dict = {}
-    exec(compile(cell.source, f"{source.name}: cell", "exec"), namespace)  # noqa: S102
-    return namespace[name]
-
-
-def stderr_of(executed: Path) -> str:
-    """What the cells wrote to stderr: warnings a reader would see in red."""
-    cells = nbformat.read(executed, as_version=4).cells
-    return "".join(o.text for c in cells for o in c.get("outputs", []) if o.get("name") == "stderr")
-
-
-def cell_output(executed: Path, marker: str) -> dict:
-    """The displayed value (its mime bundle) of the executed cell whose source contains marker."""
-    for cell in nbformat.read(executed, as_version=4).cells:
-        if cell.cell_type == "code" and marker in cell.source:
-            for out in cell.outputs:
-                if out.output_type in ("execute_result", "display_data"):
-                    return out.data
-    raise AssertionError(f"no displayed value from the cell with {marker!r}")
-
-
 def decibels(label: str, text: str) -> float:
     match = re.search(rf"{re.escape(label)}\s*(-?\d+\.\d+) dB", text)
     assert match, f"{label!r} not printed"
@@ -130,6 +102,16 @@ def test_walkthrough_reads_denoises_measures_and_serves(tmp_path: Path) -> None:
         float(x) for x in re.search(r"(\S+) dB as sent, (\S+) dB as served", text).groups()
     )
     assert served > sent, (sent, served)
+    # The notebook started ct_scans.serve itself and stopped it by its process id.
+    pid = int(re.search(r"process (\d+) stopped: by SIGTERM", text)[1])
+    assert not procs.alive(pid)
+    assert not notebooks.warnings_in(executed)
+
+
+def test_walkthrough_needs_nothing_but_the_case_folder() -> None:
+    """A reader who copied the folder alone runs it: the test harness is not imported."""
+    source = (CASE_DIR / "notebooks/walkthrough.py").read_text()
+    assert not re.search(r"^\s*(from|import) tests\b", source, re.M)
 
 
 def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
@@ -145,7 +127,8 @@ def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
     assert "spark master=local[2] partitions=2" in text  # two executors of one core
     assert "Best Trial Name:" in text and "Trials Succeeded:           3" in text, text[-3000:]
     # The table the plot reads came out of trial_table, the cluster branch's code.
-    html = cell_output(executed, "trials = trial_table(katib_trials, experiment_doc)")["text/html"]
+    table = notebooks.cell_output(executed, "trials = trial_table(katib_trials, experiment_doc)")
+    html = table["text/html"]
     for column in ("trial", "status", "rank", "percent", "psnr", "ssim", "psnr_gain"):
         assert f"<th>{column}</th>" in html, html
     assert html.count("<td>Succeeded</td>") == 3, html
@@ -159,11 +142,12 @@ def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
     assert "<h2>Denoised CT slices</h2>" in text
     assert text.count("<img src='data:image/png;base64,") >= 2
     assert "served equals in-process: True" in text, text[-2000:]
-    assert "Warning" not in stderr_of(executed), stderr_of(executed)
+    assert "Warning" not in notebooks.stderr_of(executed), notebooks.stderr_of(executed)
 
 
 def test_trial_table_reads_katib_trials_as_the_cluster_returns_them() -> None:
-    trial_table = notebook_function(KUBEFLOW, "trial_table")
+    cells = notebooks.run_cells(KUBEFLOW, {}, through="def trial_table(", only=True)
+    trial_table = cells["trial_table"]
     experiment = manifests.load(CASE_DIR / "manifests/katib-experiment.yaml")[0]
     failed = {
         "metadata": {"name": "ct-scans-psnr-q8wz4bmd"},
@@ -190,8 +174,9 @@ def test_trial_table_reads_katib_trials_as_the_cluster_returns_them() -> None:
 
 
 def test_local_trials_reach_the_table_as_katib_would_report_them() -> None:
-    trial_table = notebook_function(KUBEFLOW, "trial_table")
-    as_katib_trial = notebook_function(KUBEFLOW, "as_katib_trial")
+    cells = notebooks.run_cells(KUBEFLOW, {}, through="def trial_table(", only=True)
+    trial_table = cells["trial_table"]
+    as_katib_trial = cells["as_katib_trial"]  # defined in the same cell
     experiment = manifests.load(CASE_DIR / "manifests/katib-experiment.yaml")[0]
     trial = katib.Trial(
         name="ct-scans-psnr-b4qz7wxk",

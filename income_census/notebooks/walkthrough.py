@@ -28,14 +28,14 @@ work_dir = "runs/income-walkthrough"  # trained model and server logs go here
 # started there or in this folder.
 
 # %%
+# Copied from mnist.notebooks.walkthrough.start with mnist->income_census
 import os
 import sys
 from pathlib import Path
 
-root = next(
-    p for p in [Path.cwd(), *Path.cwd().parents] if (p / "income_census" / "case.toml").exists()
-)
-os.chdir(root)
+case = "income_census"  # this notebook's case study: the folder that holds its case.toml
+root = next(p for p in [Path.cwd(), *Path.cwd().parents] if (p / case / "case.toml").exists())
+os.chdir(root)  # the repository root, where `python -m income_census.train` runs too
 sys.path.insert(0, str(root))
 work = Path(work_dir).resolve()
 work.mkdir(parents=True, exist_ok=True)
@@ -94,9 +94,10 @@ fig, axes = plt.subplots(1, 2, figsize=(11, 3.5))
 for ax, column in zip(axes, ("education", "marital-status"), strict=True):
     by_group = pd.Series(train_labels).groupby(grouped[column].to_numpy()).mean().sort_values()
     ax.barh(by_group.index, by_group.to_numpy(), color="tab:orange")
-    ax.axvline(share, color="black", linestyle="--", linewidth=1)
+    ax.axvline(share, color="black", linestyle="--", linewidth=1, label="all training people")
     ax.set_xlabel("share earning >50K")
-    ax.set_title(column)
+    ax.set_title(f"Share earning >50K by {column}")
+    ax.legend(loc="lower right")
 fig.tight_layout()
 plt.show()
 
@@ -112,9 +113,11 @@ for ax, column, bins in zip(
 ):
     for label, name, colour in ((0, "<=50K", "tab:blue"), (1, ">50K", "tab:orange")):
         values = train_rows[column][train_labels == label]
-        ax.hist(values, bins=bins, density=True, alpha=0.6, color=colour, label=name)
+        each = np.full(len(values), 1 / len(values))  # bars add up to 1 per class
+        ax.hist(values, bins=bins, weights=each, alpha=0.6, color=colour, label=name)
     ax.set_xlabel(column)
-    ax.set_ylabel("density")
+    ax.set_ylabel("share of the class")
+    ax.set_title(f"{column} by income class")
     ax.legend()
 fig.tight_layout()
 plt.show()
@@ -153,6 +156,17 @@ pipeline.set_params(classifier__n_jobs=1)
 pipeline
 
 # %% [markdown]
+# That is the book's model (`income_census.model`): a scikit-learn Pipeline whose first step
+# turns raw rows into numbers (the four numeric columns imputed with their median and scaled,
+# the categorical ones grouped and one-hot encoded) and whose second is a RandomForest of 50
+# trees. In Jupyter the diagram above opens step by step. Why a forest? Each tree splits on one
+# feature at a time, so it needs no particular scaling and finds interactions, such as married
+# *and* older, by itself; averaging 50 trees, each grown on a different bootstrap sample of the
+# people, keeps the overfitting of any one tree in check; and it does well with its defaults.
+# The case's other model, XGBoost (`--model xgboost`, what the TrainJob and the Katib trials
+# train), grows its trees one after another, each correcting the last, and takes more tuning.
+
+# %% [markdown]
 # ## 3. What it leans on, and where it errs
 #
 # A RandomForest's feature importances measure how much each input column reduces impurity
@@ -187,11 +201,12 @@ np.add.at(confusion, (test_labels, predicted), 1)
 print(f"test accuracy {(predicted == test_labels).mean():.4f} on {len(test_labels)} people")
 print(f"recall of >50K: {confusion[1, 1] / confusion[1].sum():.2f}")
 
-fig, ax = plt.subplots(figsize=(4, 4))
-ax.imshow(confusion, cmap="Blues")
+fig, ax = plt.subplots(figsize=(5, 4))
+picture = ax.imshow(confusion, cmap="Blues", vmin=0)
 for (row, col), count in np.ndenumerate(confusion):
-    colour = "white" if count > confusion.max() / 2 else "black"
+    colour = "white" if count > confusion.max() / 2 else "black"  # white on the dark cells
     ax.text(col, row, count, ha="center", va="center", color=colour, fontsize=12)
+fig.colorbar(picture, ax=ax, label="test people")
 ax.set_xticks([0, 1], ["<=50K", ">50K"])
 ax.set_yticks([0, 1], ["<=50K", ">50K"])
 ax.set_xlabel("predicted")
@@ -264,6 +279,8 @@ high_person[list(model.FEATURES)]
 # shares; the shape of the two curves is the point.)
 
 # %%
+from matplotlib.ticker import MaxNLocator
+
 predicted_background = pipeline.predict(background)
 print(f"background people predicted >50K: {predicted_background.mean():.2f}")
 
@@ -287,7 +304,9 @@ for person, found, colour in ((low_person, low, "tab:blue"), (high_person, high,
     )
 ax.axhline(0.95, color="black", linestyle="--", linewidth=1, label="target precision 0.95")
 ax.set_xlabel("anchor features pinned to the person's values")
-ax.set_ylabel("background people keeping the prediction")
+ax.set_ylabel("share keeping the prediction")
+ax.set_title("Background people who keep the model's answer")
+ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 ax.set_ylim(0, 1.02)
 ax.legend()
 plt.show()
@@ -295,11 +314,51 @@ plt.show()
 # %% [markdown]
 # ## 5. Serve, predict and explain
 #
-# `income_census.serve` is a KServe model: the InferenceService runs it in the cluster with
-# `--model_dir /mnt/models`, as a predictor and as an explainer. Here the harness starts the very
-# command that `manifests/inferenceservice.yaml` names, on a free port of 127.0.0.1, with our
-# trained model folder standing in for /mnt/models, and stops it when the block ends.
-#
+# `income_census.serve` is a KServe model server: in the cluster the InferenceService runs
+# `python -m income_census.serve --model_name income --model_dir /mnt/models`, as a predictor and
+# as an explainer, where KServe's storage initializer has put the trained model folder. Here we
+# start the same command as a process of our own, with our model folder instead of /mnt/models,
+# on a free port of 127.0.0.1 (this machine only), and wait until it says the model is ready.
+
+# %%
+import atexit
+import socket
+import subprocess
+import time
+
+import requests
+
+
+# Copied from mnist.notebooks.walkthrough.start_server
+def start_server(module: str, name: str, model: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """Start `python -m <module>` serving `model` on a free port of 127.0.0.1; wait until the
+    model is ready; return the process and the server's URL. Its output goes to `log`."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # port 0: the system picks a free one
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", module, "--model_name", name, "--model-dir", str(model)]
+    command += ["--host", "127.0.0.1", "--http_port", str(port)]
+    with log.open("w") as out:  # the child keeps its own copy of the file
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    atexit.register(server.terminate)  # should the notebook stop before it does
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):  # a minute at most
+        if server.poll() is not None:
+            raise RuntimeError(f"{module} exited with code {server.returncode}: see {log}")
+        try:
+            if requests.get(f"{url}/v2/models/{name}/ready", timeout=1).ok:
+                return server, url
+        except requests.ConnectionError:
+            pass  # not listening yet
+        time.sleep(0.1)
+    server.terminate()
+    raise RuntimeError(f"{module} was not ready after a minute: see {log}")
+
+
+server, url = start_server("income_census.serve", "income", model_dir, work / "server.log")
+print(f"income_census.serve is process {server.pid}, ready at {url}")
+
+# %% [markdown]
 # The book's Seldon server took positional rows whose categories are integer codes, such as
 # `[39, 7, 1, 1, 1, 1, 4, 1, 2174, 0, 40, 9]`, the first person of `adult.data`. This server
 # takes those as well as rows keyed by column name. Here is what the codes stand for:
@@ -318,28 +377,15 @@ def by_name(person: pd.DataFrame) -> dict:
 
 
 # %% [markdown]
-# One V1 request carries the book's positional row and the `>50K` person by name. The same rows
-# through the Pipeline in this process must give the same probabilities. Then `:explain` asks
-# the server why it put the first person at `<=50K`; its explainer seeds its sampling the same
-# way, so it must find the same anchor as we did.
+# One V1 request (`POST /v1/models/income:predict`, the rows as `instances`) carries the book's
+# positional row and the `>50K` person by name. The same rows through the Pipeline in this
+# process must give the same probabilities.
 
 # %%
-from tests.harness import serving
-
 instances = [book_row, by_name(high_person)]
-with serving.serve(
-    "income_census/manifests/inferenceservice.yaml",
-    workdir=work / "serving",
-    model_dir=model_dir,
-) as server:
-    answer = server.v1_predict(instances)
-    print("HTTP", answer.status_code, "from", server.url)
-    served = answer.json()["predictions"]
-    explained = server.post(
-        f"/v1/models/{server.model_name}:explain", {"instances": [by_name(low_person)]}
-    )
-    print("explain: HTTP", explained.status_code)
-    served_anchor = explained.json()["explanations"][0]
+answer = requests.post(f"{url}/v1/models/income:predict", json={"instances": instances})
+print("HTTP", answer.status_code)
+served = answer.json()["predictions"]
 
 in_process = pipeline.predict_proba(rows.parse_rows(instances))
 for row, prediction in zip(instances, served, strict=True):
@@ -351,6 +397,17 @@ served_probabilities = np.array([p["probabilities"] for p in served])
 print("served labels:    ", [p["label"] for p in served])
 print("in-process labels:", [CLASS_NAMES[c] for c in in_process.argmax(axis=1)])
 print("served probabilities equal in-process:", bool(np.allclose(served_probabilities, in_process)))
+
+# %% [markdown]
+# Then `:explain` asks the server why it put the first person at `<=50K`. Its explainer seeds its
+# sampling the same way as ours, so it must find the same anchor as we did in section 4.
+
+# %%
+explained = requests.post(
+    f"{url}/v1/models/income:explain", json={"instances": [by_name(low_person)]}
+)
+print("explain: HTTP", explained.status_code)
+served_anchor = explained.json()["explanations"][0]
 print(
     "served anchor:    ",
     " AND ".join(served_anchor["anchor"]),
@@ -360,6 +417,18 @@ print("in-process anchor:", " AND ".join(low["anchor"]), f"({low['precision']:.3
 print("served explanation equals in-process:", served_anchor == low)
 
 # %% [markdown]
-# That is the whole local loop. `kubeflow.ipynb` trains XGBoost across workers as an XGBoostJob,
+# The server runs until we stop it. We stop it by its process id, with the signal Kubernetes
+# sends a pod it deletes: SIGTERM.
+
+# %%
+# Copied from mnist.notebooks.walkthrough.stop_server
+import signal
+
+server.send_signal(signal.SIGTERM)  # to process server.pid, and to nothing else
+code = server.wait(timeout=30)
+print(f"process {server.pid} stopped:", "by SIGTERM" if code == -signal.SIGTERM else f"code {code}")
+
+# %% [markdown]
+# That is the whole local loop. `kubeflow.ipynb` trains XGBoost across workers as a TrainJob,
 # tunes it with a Katib Experiment, runs the train-evaluate-explain-deploy pipeline and creates
 # the InferenceService with its explainer.

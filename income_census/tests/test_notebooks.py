@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import notebooks
+from tests.harness import notebooks, procs
 
 CASE_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = CASE_DIR.parent
@@ -59,6 +59,16 @@ def test_walkthrough_explores_trains_explains_and_serves(tmp_path: Path) -> None
     served = list_after("served labels:", text)
     assert served == list_after("in-process labels:", text) and len(served) == 2
     assert "served explanation equals in-process: True" in text, text[-2000:]
+    # The notebook started income_census.serve itself and stopped it by its process id.
+    pid = int(re.search(r"process (\d+) stopped: by SIGTERM", text)[1])
+    assert not procs.alive(pid)
+    assert not notebooks.warnings_in(executed)
+
+
+def test_walkthrough_needs_nothing_but_the_case_folder() -> None:
+    """A reader who copied the folder alone runs it: the test harness is not imported."""
+    source = (CASE_DIR / "notebooks/walkthrough.py").read_text()
+    assert not re.search(r"^\s*(from|import) tests\b", source, re.M)
 
 
 def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:

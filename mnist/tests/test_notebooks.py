@@ -14,13 +14,10 @@ import copy
 import re
 import sys
 from pathlib import Path
-from typing import Any
 
-import jupytext
-import nbformat
 import pytest
 
-from tests.harness import katib, manifests, notebooks
+from tests.harness import katib, manifests, notebooks, procs
 
 CASE_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = CASE_DIR.parent
@@ -74,40 +71,6 @@ KATIB_TRIAL = {
 }
 
 
-def notebook_cells(
-    source: Path, parameters: dict[str, Any], *, through: str, only: bool = False
-) -> dict[str, Any]:
-    """Run a notebook's code cells in this process, as papermill would, up to and including the
-    first cell whose source contains `through` (or only that cell); return the names they set."""
-    cells = [c for c in jupytext.read(source).cells if c.cell_type == "code"]
-    namespace: dict[str, Any] = dict(parameters) if only else {}
-    for cell in cells:
-        if only and through not in cell.source:
-            continue
-        exec(compile(cell.source, f"{source.name}: cell", "exec"), namespace)  # noqa: S102
-        if "parameters" in cell.metadata.get("tags", []):
-            namespace.update(parameters)
-        if through in cell.source:
-            return namespace
-    raise AssertionError(f"no cell of {source} contains {through!r}")
-
-
-def stderr_of(executed: Path) -> str:
-    """What the cells wrote to stderr: warnings a reader would see in red."""
-    cells = nbformat.read(executed, as_version=4).cells
-    return "".join(o.text for c in cells for o in c.get("outputs", []) if o.get("name") == "stderr")
-
-
-def cell_output(executed: Path, marker: str) -> dict:
-    """The displayed value (its mime bundle) of the executed cell whose source contains marker."""
-    for cell in nbformat.read(executed, as_version=4).cells:
-        if cell.cell_type == "code" and marker in cell.source:
-            for out in cell.outputs:
-                if out.output_type in ("execute_result", "display_data"):
-                    return out.data
-    raise AssertionError(f"no displayed value from the cell with {marker!r}")
-
-
 def digits_after(label: str, text: str) -> list[int]:
     match = re.search(rf"{re.escape(label)}\s*\[([\d, ]+)\]", text)
     assert match, f"{label!r} not printed"
@@ -130,6 +93,17 @@ def test_walkthrough_trains_plots_and_serves(tmp_path: Path) -> None:
     assert served == digits_after("in-process digits:", text)
     assert len(served) == 4
     assert re.search(r"digit\.png: \d \(probability", text), text[-2000:]
+    assert "Total params:" in text  # the model is shown
+    # The notebook started mnist.serve itself and stopped it by its process id.
+    pid = int(re.search(r"process (\d+) stopped: by SIGTERM", text)[1])
+    assert not procs.alive(pid)
+    assert not notebooks.warnings_in(executed)
+
+
+def test_walkthrough_needs_nothing_but_the_case_folder() -> None:
+    """A reader who copied the folder alone runs it: the test harness is not imported."""
+    source = (CASE_DIR / "notebooks/walkthrough.py").read_text()
+    assert not re.search(r"^\s*(from|import) tests\b", source, re.M)
 
 
 def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
@@ -150,7 +124,7 @@ def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
     assert "local-process backend: not run" in text
     assert "Best Trial Name:" in text and "Trials Succeeded:           3" in text, text[-3000:]
     # The table the plot reads came out of trial_table, the cluster branch's code.
-    table = cell_output(executed, "trials = trial_table(katib_trials, experiment_doc)")
+    table = notebooks.cell_output(executed, "trials = trial_table(katib_trials, experiment_doc)")
     html = table["text/html"]
     for column in ("trial", "status", "learning_rate", "num_layers", "optimizer", "val_accuracy"):
         assert f"<th>{column}</th>" in html, html
@@ -160,11 +134,11 @@ def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
     served = digits_after("served digits:", text)
     assert len(served) == 3
     assert served == digits_after("in-process digits:", text)
-    assert "Warning" not in stderr_of(executed), stderr_of(executed)
+    assert "Warning" not in notebooks.stderr_of(executed), notebooks.stderr_of(executed)
 
 
 def test_trial_table_reads_katib_trials_as_the_cluster_returns_them() -> None:
-    cells = notebook_cells(KUBEFLOW, {}, through="def trial_table(", only=True)
+    cells = notebooks.run_cells(KUBEFLOW, {}, through="def trial_table(", only=True)
     experiment = manifests.load(CASE_DIR / "manifests/katib-experiment.yaml")[0]
     running = copy.deepcopy(KATIB_TRIAL)
     running["metadata"]["name"] = "mnist-random-7fzv2m4d"
@@ -190,7 +164,7 @@ def test_trial_table_reads_katib_trials_as_the_cluster_returns_them() -> None:
 
 
 def test_local_trials_reach_the_table_as_katib_would_report_them() -> None:
-    cells = notebook_cells(KUBEFLOW, {}, through="def trial_table(", only=True)
+    cells = notebooks.run_cells(KUBEFLOW, {}, through="def trial_table(", only=True)
     experiment = manifests.load(CASE_DIR / "manifests/katib-experiment.yaml")[0]
     trial = katib.Trial(
         name="mnist-random-b4qz7wxk",
@@ -245,7 +219,7 @@ def test_trainer_client_creates_the_manifests_trainjob(
 
     monkeypatch.chdir(REPO_ROOT)
     parameters = {"cluster": True, "namespace": "team-a", "work_dir": str(tmp_path)}
-    cells = notebook_cells(KUBEFLOW, parameters, through="volume_patch = RuntimePatch(")
+    cells = notebooks.run_cells(KUBEFLOW, parameters, through="volume_patch = RuntimePatch(")
     # No cluster: skip the control-plane version probe and answer the API calls here.
     monkeypatch.setattr(KubernetesBackend, "verify_backend", lambda self: None)
     client = TrainerClient(
@@ -301,7 +275,7 @@ def module_imports(module: str) -> set[str]:
 
 def test_local_process_cell_installs_what_the_torch_trainer_imports() -> None:
     """The local-process backend's fresh venv holds only what the cell pip-installs."""
-    cells = notebook_cells(
+    cells = notebooks.run_cells(
         KUBEFLOW, {"local_process": False}, through="torch_trainer_packages =", only=True
     )
     assert module_imports("mnist.train_torch") <= set(cells["torch_trainer_packages"])

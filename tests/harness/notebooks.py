@@ -2,7 +2,9 @@
 
 The `.py` is the source people edit and review; the `.ipynb` beside it is generated, never
 edited. Generation is byte-stable (cell ids come from the cell's position, not jupytext's
-random ones), so `drift` can compare the committed notebook with a fresh one strictly.
+random ones), so `drift` can compare the committed notebook with a fresh one strictly. The
+case studies' notebook tests run a notebook with `execute`, read it back with `outputs`,
+`cell_output`, `stderr_of` and `warnings_in`, and run single cells in-process with `run_cells`.
 
     python -m tests.harness.notebooks            # regenerate every .ipynb (`make notebooks`)
     python -m tests.harness.notebooks --check    # list notebooks out of date, exit 1 if any
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import os
+import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +29,11 @@ from tests.harness.containers import REPO_ROOT
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 # The kernel papermill starts when "python3" would not run this interpreter.
 FALLBACK_KERNEL = "kubeflow-cases-venv"
+# What native libraries write straight to the process's stderr (TensorFlow's C++ start-up
+# notices, written before its log level applies) goes to the terminal that started Jupyter, not
+# into the cell that imported them: the kernel `make lab` starts is configured the same way
+# (.venv/etc/ipython/ipython_kernel_config.py). Python's own output is unaffected.
+KERNEL_ARGUMENTS = ["--IPKernelApp.capture_fd_output=False"]
 SKIP_DIRS = {"__pycache__", "node_modules", "site-packages", "build", "dist"}
 DIFF_LINES = 40
 
@@ -147,6 +155,7 @@ def execute(
             cwd=str(cwd),
             execution_timeout=timeout,
             progress_bar=False,
+            extra_arguments=KERNEL_ARGUMENTS,
         )
     except PapermillExecutionError as e:
         raise NotebookError(
@@ -176,6 +185,69 @@ def outputs(path: Path) -> tuple[str, int]:
             images += "image/png" in shown
             text += [shown.get(kind, "") for kind in ("text/plain", "text/markdown", "text/html")]
     return "\n".join(text), images
+
+
+def run_cells(
+    source: Path, parameters: Mapping[str, Any], *, through: str, only: bool = False
+) -> dict[str, Any]:
+    """Run a notebook's code cells in this process, as papermill would, up to and including the
+    first cell whose source contains `through` (or only that cell); return the names they set.
+
+    For testing a notebook's own functions and its cluster branches, which cannot run here,
+    against what a cluster would answer. `parameters` replace the `parameters` cell's values.
+    """
+    cells = [c for c in jupytext.read(source).cells if c.cell_type == "code"]
+    namespace: dict[str, Any] = dict(parameters) if only else {}
+    for cell in cells:
+        if only and through not in cell.source:
+            continue
+        exec(compile(cell.source, f"{Path(source).name}: cell", "exec"), namespace)  # noqa: S102
+        if "parameters" in cell.metadata.get("tags", []):
+            namespace.update(parameters)
+        if through in cell.source:
+            return namespace
+    raise AssertionError(f"no cell of {source} contains {through!r}")
+
+
+def cell_output(executed: Path, marker: str) -> dict:
+    """The displayed value (its mime bundle) of the executed cell whose source contains marker."""
+    for cell in nbformat.read(executed, as_version=4).cells:
+        if cell.cell_type == "code" and marker in cell.source:
+            for out in cell.outputs:
+                if out.output_type in ("execute_result", "display_data"):
+                    return out.data
+    raise AssertionError(f"no displayed value from the cell with {marker!r}")
+
+
+def stderr_of(executed: Path) -> str:
+    """What the cells wrote to stderr: warnings a reader would see in red."""
+    cells = nbformat.read(executed, as_version=4).cells
+    return "".join(o.text for c in cells for o in c.get("outputs", []) if o.get("name") == "stderr")
+
+
+# Python's warning categories (UserWarning, ...), logging's and Spark's WARNING and WARN.
+WARNING_TEXT = re.compile(r"Warning|WARN")
+
+
+def warnings_in(executed: Path) -> list[str]:
+    """Every line of an output cell (printed, on stderr, or a displayed value's text) that says
+    Warning or WARN: what a reader should never meet in a notebook.
+
+    A value's HTML is left out: scikit-learn's diagram of a model carries the estimators'
+    documentation (whose "Warning:" paragraphs are advice, shown on hover), and a warning
+    raised while it was drawn would be on stderr.
+    """
+    found = []
+    for index, cell in enumerate(nbformat.read(executed, as_version=4).cells):
+        for out in cell.get("outputs", []):
+            texts = [out.get("text", ""), out.get("data", {}).get("text/plain", "")]
+            found += [
+                f"cell {index}: {line.strip()}"
+                for text in texts
+                for line in text.splitlines()
+                if WARNING_TEXT.search(line)
+            ]
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
