@@ -48,7 +48,6 @@ import argparse
 import json
 import math
 import struct
-import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -70,6 +69,7 @@ from starlette.exceptions import HTTPException
 from uvicorn.importer import import_from_string
 
 from ct_scans import data, model
+from ct_scans.cli import fail, positive_int
 from ct_scans.train import BASIS_FILE
 
 DEFAULT_PERCENT = 5.0  # train.py's --percent default
@@ -718,14 +718,6 @@ def serve_rest(model: kserve.Model, *, host: str, http_port: int, max_request_by
     ).run()
 
 
-# Copied from mnist.serve.positive_int
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1, else the usage and a one-line error, exit 2."""
-    if not (text.isascii() and text.isdigit() and int(text) >= 1):
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return int(text)
-
-
 # Copied from mnist.serve.add_server_arguments
 def add_server_arguments(parser: argparse.ArgumentParser, *, model_files: str) -> None:
     """The flags every serve.py has; KServe's own (--model_name, --http_port...) come after."""
@@ -754,12 +746,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, model_files: str) -
 
 
 # Copied from mnist.serve.load_or_exit
-def load_or_exit(model: kserve.Model, prog: str) -> None:
+def load_or_exit(model: kserve.Model) -> None:
     """model.load(), or one line saying what to do and exit 1 when its files are not there."""
     try:
         model.load()
     except FileNotFoundError as e:
-        sys.exit(f"{prog}: {e}")
+        fail(str(e))
 
 
 # --- the command line ----------------------------------------------------------------------------
@@ -787,7 +779,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     model = CtDenoiser(args.model_name, args.model_dir, args.max_slices)
-    load_or_exit(model, "ct_scans.serve")
+    load_or_exit(model)
     serve_rest(
         model, host=args.host, http_port=args.http_port, max_request_bytes=args.max_request_bytes
     )

@@ -40,7 +40,6 @@ import asyncio
 import json
 import math
 import struct
-import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,6 +63,7 @@ from starlette.exceptions import HTTPException
 from uvicorn.importer import import_from_string
 
 from income_census import rows as rowcheck
+from income_census.cli import fail, positive_int
 from income_census.explain import CLASS_NAMES, DEFAULT_THRESHOLD, Explainer
 from income_census.model import FEATURES, NUMERIC
 from income_census.train import BACKGROUND_FILE, MODEL_FILE
@@ -703,14 +703,6 @@ def serve_rest(model: kserve.Model, *, host: str, http_port: int, max_request_by
     ).run()
 
 
-# Copied from mnist.serve.positive_int
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1, else the usage and a one-line error, exit 2."""
-    if not (text.isascii() and text.isdigit() and int(text) >= 1):
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return int(text)
-
-
 # Copied from mnist.serve.add_server_arguments
 def add_server_arguments(parser: argparse.ArgumentParser, *, model_files: str) -> None:
     """The flags every serve.py has; KServe's own (--model_name, --http_port...) come after."""
@@ -739,12 +731,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, model_files: str) -
 
 
 # Copied from mnist.serve.load_or_exit
-def load_or_exit(model: kserve.Model, prog: str) -> None:
+def load_or_exit(model: kserve.Model) -> None:
     """model.load(), or one line saying what to do and exit 1 when its files are not there."""
     try:
         model.load()
     except FileNotFoundError as e:
-        sys.exit(f"{prog}: {e}")
+        fail(str(e))
 
 
 # --- the command line ----------------------------------------------------------------------------
@@ -780,7 +772,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     model = IncomeModel(args.model_name, args.model_dir, args.max_rows, args.max_explain_rows)
-    load_or_exit(model, "income_census.serve")
+    load_or_exit(model)
     serve_rest(
         model, host=args.host, http_port=args.http_port, max_request_bytes=args.max_request_bytes
     )

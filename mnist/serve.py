@@ -53,7 +53,6 @@ import io
 import json
 import math
 import struct
-import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -77,6 +76,7 @@ from starlette.exceptions import HTTPException
 from uvicorn.importer import import_from_string
 
 from mnist import data
+from mnist.cli import fail, positive_int
 
 INPUT = "image"  # the one V2 input, as get_input_types() declares it
 SIDE = 28
@@ -751,13 +751,6 @@ def serve_rest(model: kserve.Model, *, host: str, http_port: int, max_request_by
     ).run()
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1, else the usage and a one-line error, exit 2."""
-    if not (text.isascii() and text.isdigit() and int(text) >= 1):
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return int(text)
-
-
 def add_server_arguments(parser: argparse.ArgumentParser, *, model_files: str) -> None:
     """The flags every serve.py has; KServe's own (--model_name, --http_port...) come after."""
     parser.add_argument(
@@ -784,12 +777,12 @@ def add_server_arguments(parser: argparse.ArgumentParser, *, model_files: str) -
     )
 
 
-def load_or_exit(model: kserve.Model, prog: str) -> None:
+def load_or_exit(model: kserve.Model) -> None:
     """model.load(), or one line saying what to do and exit 1 when its files are not there."""
     try:
         model.load()
     except FileNotFoundError as e:
-        sys.exit(f"{prog}: {e}")
+        fail(str(e))
 
 
 # --- the command line ----------------------------------------------------------------------------
@@ -817,7 +810,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     model = MnistModel(args.model_name, args.model_dir, args.max_batch_size)
-    load_or_exit(model, "mnist.serve")
+    load_or_exit(model)
     serve_rest(
         model, host=args.host, http_port=args.http_port, max_request_bytes=args.max_request_bytes
     )

@@ -455,7 +455,7 @@ def test_a_missing_model_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     run = subprocess.run(argv, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
-    assert run.stderr.strip().splitlines()[-1].startswith("mnist.serve: no model at")
+    assert run.stderr.strip().splitlines()[-1].startswith("serve.py: error: no model at")
 
 
 # --- the SeldonDeployment runs the same server --------------------------------------------------
