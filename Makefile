@@ -8,10 +8,33 @@ PYTEST_ARGS ?=
 TORCH := torch==2.13.0
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: demo test lint notebooks fix-copies bench venv java kind-up kind-test kind-down clean
+.PHONY: demo lab test lint notebooks fix-copies bench venv java kind-up kind-test kind-down clean
 
+# `make demo CASE=income_census`: one case study (default: every one, mnist first); `V=1` shows
+# every line the steps print (default: progress and a summary, the rest in the run's logs/).
+CASE ?=
 demo: $(STAMP) java
-	$(PY) -m tests.harness demo
+	$(PY) -m tests.harness demo $(CASE) $(if $(V),-v)
+
+# JupyterLab on 127.0.0.1:$(LAB_PORT), opened on mnist's walkthrough. It goes into $(VENV) the first
+# time (not in requirements/main.txt: only people who open the notebooks need it). Its kernels
+# send what native libraries write straight to stderr (TensorFlow's C++ start-up notices) to this
+# terminal instead of into the cells, as the notebook tests do (tests/harness/notebooks.py). As
+# root (a container, CI), Jupyter wants --allow-root: it gets it.
+JUPYTERLAB := jupyterlab==4.6.6
+LAB_PORT ?= 8888
+lab: $(STAMP)
+	@$(PY) -c 'import jupyterlab' 2>/dev/null || { \
+	  echo "installing $(JUPYTERLAB) into $(VENV) (once)"; $(PY) -m pip install --quiet $(JUPYTERLAB); }
+	@mkdir -p $(VENV)/etc/ipython
+	@echo 'c.IPKernelApp.capture_fd_output = False  # written by make lab' \
+	  > $(VENV)/etc/ipython/ipython_kernel_config.py
+	@token=$$($(PY) -c 'import secrets; print(secrets.token_hex(24))'); \
+	echo "JupyterLab: http://127.0.0.1:$(LAB_PORT)/lab/tree/mnist/notebooks/walkthrough.ipynb?token=$$token"; \
+	echo "start with mnist/notebooks/walkthrough.ipynb, then each case's kubeflow.ipynb; Ctrl-C stops it"; \
+	JUPYTER_TOKEN=$$token $(PY) -m jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
+	  --ServerApp.port_retries=0 --ServerApp.root_dir=$(CURDIR) \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS) mnist/notebooks/walkthrough.ipynb
 
 test: $(STAMP) java
 	$(PY) -m pytest $(PYTEST_ARGS)
