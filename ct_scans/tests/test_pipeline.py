@@ -23,6 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:Task .* no effect in the current
 
 STEPS = ["dicom-to-matrix", "load-scan", "svd-on-spark", "visualize"]
 CASE = Path(pipeline.__file__).parent
+FLOORS = cases.load_case(CASE).floors()  # train.py's smoke run: the same flags and scan
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +54,8 @@ def test_the_phantom_goes_through_dicom_into_the_matrix(run: LocalRun) -> None:
 
 def test_spark_svd_denoises_as_the_single_process_trainer(run: LocalRun) -> None:
     metrics = run.metadata("svd-on-spark", "metrics")
-    # train.py's figures for the same flags (case.toml floors come from the same run).
-    assert metrics["psnr_gain"] >= 2.5, metrics
+    # train.py's figures for the same flags, so train.py's floors.
+    assert metrics["psnr_gain"] >= FLOORS["psnr_gain"], metrics
     assert metrics["psnr_drop_30"] < metrics["psnr_noisy"], metrics
     basis = np.load(run.artifact("svd-on-spark", "basis") / "basis.npz")
     assert basis["u"].shape == (64 * 64, 40) and basis["shape"].tolist() == [64, 64]

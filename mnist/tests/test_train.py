@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from mnist.tests.conftest import SMOKE_EPOCHS, TrainingRun
+from mnist.tests.conftest import SMOKE_CEILINGS, SMOKE_EPOCHS, SMOKE_FLOORS, TrainingRun
 
 EPOCHS = SMOKE_EPOCHS
 METRIC_LINE = re.compile(r"^(\w+)=(\S+)$")  # what Katib's StdOut collector picks out
@@ -22,7 +22,10 @@ def test_smoke_training_on_the_sample(smoke_training: TrainingRun) -> None:
         assert len(printed[name]) == EPOCHS, name
 
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert metrics["test_accuracy"] >= 0.90, metrics  # chance is 0.10
+    for name, floor in SMOKE_FLOORS.items():
+        assert metrics[name] >= floor, metrics  # test_accuracy: chance is 0.10
+    for name, ceiling in SMOKE_CEILINGS.items():
+        assert metrics[name] <= ceiling, metrics  # test_loss: a guess has ln 10 = 2.30
     for name in ("accuracy", "loss", "val_accuracy", "val_loss", "test_accuracy", "test_loss"):
         assert printed[name][-1] == metrics[name], name  # the last printed value is the final one
     assert (tmp_path / "model.keras").stat().st_size > 0
