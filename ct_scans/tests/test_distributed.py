@@ -2,7 +2,8 @@
 
 The algorithm tests share one local Spark session (local[2], as the SparkApplication's two
 executors); the harness runs manifests/sparkapplication.yaml once, as spark-submit in local mode,
-with SMOKE_ARGS (the noisy phantom), and its metrics are compared with one-process train.py's.
+with case.toml's smoke arguments (the noisy phantom), and its metrics are compared with
+one-process train.py's.
 A JVM takes seconds to start, so the module starts two: the session and spark-submit.
 """
 
@@ -23,10 +24,9 @@ from tests.harness import cases, jobs, manifests
 pytestmark = pytest.mark.slow  # about 30 s here, two JVM starts of it, more on a busy machine
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MANIFEST = REPO_ROOT / "ct_scans" / "manifests" / "sparkapplication.yaml"
-# The SparkApplication on the sample: the phantom written under the job's volume, train.py's
-# defaults (rank 40, 5 % dropped). For case.toml's [smoke.overrides."manifests/sparkapplication.yaml"].
-SMOKE_ARGS = ["--sample", "--data-dir=/mnt/pvc/data", "--model-dir=/mnt/pvc/ct-basis"]
+CASE = cases.load_case(REPO_ROOT / "ct_scans")
+MANIFEST = CASE.path / "manifests" / "sparkapplication.yaml"
+CLUSTER = manifests.load(MANIFEST)[0]  # the SparkApplication as a cluster gets it
 JOB_TIMEOUT = 300  # seconds; only stops a hang
 
 # k = 10, p = 10, q = 2 on the noisy phantom (4096 x 48), measured here: the first 5 singular
@@ -79,9 +79,8 @@ def assert_same_svd(got, expected, rtol: float = SAME_RTOL) -> None:
 
 
 def test_the_spark_application_denoises_as_train_py_does(tmp_path: Path) -> None:
-    overrides = cases.load_case(MANIFEST.parents[1]).overrides_for(MANIFEST)
-    assert overrides == {"spec.arguments": SMOKE_ARGS}  # case.toml's smoke form, as make demo runs
-    doc = manifests.apply_overrides(manifests.load(MANIFEST)[0], overrides)
+    # case.toml's smoke form, as make demo runs it
+    doc = manifests.apply_overrides(CLUSTER, CASE.overrides_for(MANIFEST))
     assert manifests.validate(doc) == []
     result = jobs.run_job(doc, workdir=tmp_path / "job", timeout=JOB_TIMEOUT)
     if not result.succeeded:
@@ -114,21 +113,40 @@ def test_the_spark_application_denoises_as_train_py_does(tmp_path: Path) -> None
     np.testing.assert_allclose(basis["s"], stored["s"], rtol=SAME_RTOL)
 
 
-def test_the_manifest_runs_on_a_real_scan_as_a_non_root_user() -> None:
-    spec = manifests.load(MANIFEST)[0]["spec"]
-    assert spec["type"] == "Python"
-    assert spec["mainApplicationFile"] == "local:///app/ct_scans/train_distributed.py"
-    assert "--sample" not in spec["arguments"]
-    assert "--series-dir=/mnt/pvc/series" in spec["arguments"]
-    assert spec["image"].rpartition(":")[2] not in ("", "latest")
-    assert spec["executor"]["instances"] == 2
-    assert spec["driver"]["serviceAccount"]  # the driver creates the executor pods
-    for role in ("driver", "executor"):
-        context = spec[role]["securityContext"]
-        assert context["runAsNonRoot"] and not context["allowPrivilegeEscalation"]
-        assert {"name": "PYTHONPATH", "value": "/app"} in spec[role]["env"]
-    claims = [v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]]
-    assert claims == ["ct-scans"]
+def test_the_smoke_run_is_the_cluster_svd_on_the_phantom() -> None:
+    """What the test above runs is the cluster's application: case.toml swaps only its
+    arguments, and only the scan and where its files go, not how the SVD is computed."""
+    overrides = CASE.overrides_for(MANIFEST)
+    assert list(overrides) == ["spec.arguments"]
+    cluster_args = CLUSTER["spec"]["arguments"]
+    # On a cluster the job reads a real scan from the volume, not the phantom.
+    assert "--sample" not in cluster_args and any(
+        a.startswith("--series-dir=") for a in cluster_args
+    )
+    on_the_phantom = [a for a in cluster_args if not a.startswith("--series-dir=")] + ["--sample"]
+    cluster = vars(train_distributed.parse_args(on_the_phantom))
+    smoke = vars(train_distributed.parse_args(overrides["spec.arguments"]))
+    # Where the phantom's DICOM files go, and Spark's blocks (one per task slot by default).
+    where = {"data_dir", "partitions"}
+    assert {k: v for k, v in smoke.items() if k not in where} == {
+        k: v for k, v in cluster.items() if k not in where
+    }
+
+
+def test_what_the_local_run_cannot_show_is_in_the_manifest() -> None:
+    spec = CLUSTER["spec"]
+    # spark-submit in local mode creates no pods: on a cluster the driver creates the executors
+    # under a service account that may, and they import ct_scans from /app as the driver does.
+    assert spec["driver"]["serviceAccount"]
+    assert {"name": "PYTHONPATH", "value": "/app"} in spec["executor"]["env"]
+    # The volume the job writes the basis to is the case's PersistentVolumeClaim.
+    claims = {
+        d["metadata"]["name"]
+        for path in CASE.manifests
+        for d in manifests.load(path)
+        if d.get("kind") == "PersistentVolumeClaim"
+    }
+    assert {v["persistentVolumeClaim"]["claimName"] for v in spec["volumes"]} <= claims
 
 
 def test_the_distributed_svd_is_numpys(sc: SparkContext, matrix: np.ndarray) -> None:

@@ -5,7 +5,8 @@ The harness (tests.harness.jobs) starts each node or replica as a process with t
 its controller would give it: for the TrainJob, the runtime's own entry point derives TF_CONFIG
 from the pod index and the peers' addresses; for the TFJob, the Training Operator's TF_CONFIG.
 Restarts follow the runtime's JobSet rules or the TFJob's restartPolicy. The manifests' own
-commands run, shrunk to the committed sample: 3 epochs of 56 global batches of 64 images.
+commands run, shrunk to the committed sample by case.toml's smoke overrides (as `python -m
+tests.harness run --smoke` runs them): 3 epochs of 56 global batches of 64 images.
 """
 
 from __future__ import annotations
@@ -20,20 +21,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.harness import jobs, manifests, trainer
+from tests.harness import cases, jobs, manifests, operators, trainer
 
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = REPO_ROOT / "mnist" / "manifests"
+CASE = cases.load_case(REPO_ROOT / "mnist")
+MANIFESTS = CASE.path / "manifests"
 TRAINJOB = MANIFESTS / "trainjob.yaml"
 RUNTIME = MANIFESTS / "tensorflow-runtime.yaml"
 MANIFEST = MANIFESTS / "legacy-v1" / "tfjob.yaml"  # the Training Operator v1 variant
 RUNTIMES = trainer.runtimes_beside(TRAINJOB)
 PROGRAM = ["python", "-m", "mnist.train_distributed"]
+# case.toml's smoke arguments of the TrainJob, the program's flags: what one process runs too.
+SMOKE_FLAGS = CASE.overrides_for(TRAINJOB)["spec.trainer.args"][len(PROGRAM) :]
+EPOCHS = int(next(a for a in SMOKE_FLAGS if a.startswith("--epochs=")).split("=")[1])
 # About 0.95 test accuracy on the sample, with one worker or two; a global batch of 64.
-SMOKE = {"epochs": 3, "batch-size": 64}
-FLOOR = 0.90  # chance is 0.10
+FLOOR = CASE.floor("test_accuracy", "distributed")  # chance is 0.10
 CLOSE = 0.02  # two workers against one process, same global batches: dropout noise only
 ARGS = "spec.tfReplicaSpecs.{}.template.spec.containers[0].args"
 METRIC_LINE = re.compile(r"^(\w+)=(\S+)$")  # what Katib's StdOut collector picks out
@@ -45,39 +49,26 @@ JOB_TIMEOUT = 600  # seconds; only stops a hang
 ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
 
-def shrink(args: list[str], **flags: object) -> list[str]:
-    """The manifest's arguments on the sample, with SMOKE and `flags` replacing its sizes."""
-    sizes = {f"--{name}": value for name, value in {**SMOKE, **flags}.items()}
-    kept = [a for a in args if a.split("=")[0] not in sizes]
-    return ["--sample", *kept, *(f"{name}={value}" for name, value in sizes.items())]
+def with_flag(args: list[str], name: str, value: object) -> list[str]:
+    return [f"--{name}={value}" if a.startswith(f"--{name}=") else a for a in args]
 
 
-def smoke_job(worker_args: dict[str, object] | None = None, **flags: object) -> dict:
-    """The manifest with both replicas' commands shrunk; worker_args override the worker's only."""
-    doc = manifests.load(MANIFEST)[0]
-    chief = doc["spec"]["tfReplicaSpecs"]["Chief"]["template"]["spec"]["containers"][0]["args"]
-    return manifests.apply_overrides(
-        doc,
-        {
-            ARGS.format("Chief"): shrink(chief, **flags),
-            ARGS.format("Worker"): shrink(chief, **{**flags, **(worker_args or {})}),
-        },
-    )
+def smoke_job(worker_model_dir: str | None = None) -> dict:
+    """The TFJob with case.toml's overrides; worker_model_dir: a model dir of the worker's own."""
+    overrides = CASE.overrides_for(MANIFEST)
+    if worker_model_dir:
+        worker = ARGS.format("Worker")
+        overrides[worker] = with_flag(overrides[worker], "model-dir", worker_model_dir)
+    return manifests.apply_overrides(manifests.load(MANIFEST)[0], overrides)
 
 
-def smoke_trainjob(nodes: int = 2, **flags: object) -> dict:
-    """The TrainJob on `nodes` nodes with its program's flags shrunk (TF_NUM_NODES kept equal)."""
-    doc = manifests.load(TRAINJOB)[0]
-    args = doc["spec"]["trainer"]["args"]
-    assert args[:3] == PROGRAM  # only args: the runtime's entry point runs them
-    return manifests.apply_overrides(
-        doc,
-        {
-            "spec.trainer.args": [*PROGRAM, *shrink(args[3:], **flags)],
-            "spec.trainer.numNodes": nodes,
-            "spec.trainer.env": [{"name": "TF_NUM_NODES", "value": str(nodes)}],
-        },
-    )
+def smoke_trainjob(nodes: int | None = None) -> dict:
+    """The TrainJob with case.toml's overrides, on `nodes` nodes (TF_NUM_NODES kept equal) if given."""
+    overrides = CASE.overrides_for(TRAINJOB)
+    if nodes is not None:
+        overrides["spec.trainer.numNodes"] = nodes
+        overrides["spec.trainer.env"] = [{"name": "TF_NUM_NODES", "value": str(nodes)}]
+    return manifests.apply_overrides(manifests.load(TRAINJOB)[0], overrides)
 
 
 def run_trainjob(doc: dict, workdir: Path, **kwargs: object) -> jobs.JobResult:
@@ -99,8 +90,8 @@ def one_process(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """metrics.json of train_distributed without TF_CONFIG: one worker, the same global batches."""
     tmp = tmp_path_factory.mktemp("one-process")
     env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    cmd = [sys.executable, "-m", "mnist.train_distributed", "--sample"]
-    cmd += [f"--{name}={value}" for name, value in SMOKE.items()]
+    flags = [a for a in SMOKE_FLAGS if not a.startswith(("--model-dir=", "--checkpoint-dir="))]
+    cmd = [sys.executable, "-m", "mnist.train_distributed", *flags]
     run = subprocess.run(
         [*cmd, f"--model-dir={tmp / 'model'}", f"--checkpoint-dir={tmp / 'checkpoints'}"],
         cwd=REPO_ROOT,
@@ -117,26 +108,49 @@ def one_process(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def two_replicas(tmp_path_factory: pytest.TempPathFactory) -> jobs.JobResult:
     """The legacy TFJob, Chief + 1 Worker; the worker gets a --model-dir of its own, to see it stay
     empty."""
-    doc = smoke_job(worker_args={"model-dir": "/mnt/pvc/worker-model"})
+    doc = smoke_job(worker_model_dir="/mnt/pvc/worker-model")
     workdir = tmp_path_factory.mktemp("tfjob")
     return jobs.run_job(doc, workdir=workdir, timeout=JOB_TIMEOUT, env=ONE_THREAD)
 
 
-def test_manifest_is_a_chief_and_a_worker_that_restart_on_failure() -> None:
-    assert manifests.validate_file(MANIFEST) == []
+def program_args(doc: dict) -> list[list[str]]:
+    """The program's arguments in each replica (TFJob) or in the trainer (TrainJob)."""
+    if doc["kind"] == "TrainJob":
+        return [doc["spec"]["trainer"]["args"][len(PROGRAM) :]]
+    specs = doc["spec"]["tfReplicaSpecs"].values()
+    return [s["template"]["spec"]["containers"][0]["args"] for s in specs]
+
+
+@pytest.mark.parametrize("manifest", [MANIFEST, TRAINJOB], ids=["tfjob", "trainjob"])
+def test_the_smoke_jobs_are_the_cluster_jobs_but_for_their_sizes(manifest: Path) -> None:
+    """What the tests below run is what a cluster runs: case.toml swaps the arguments only, for
+    the sample, fewer epochs and more frequent checkpoints; every other flag is the cluster's,
+    so the model and the checkpoints go where a cluster's would."""
+    overrides = CASE.overrides_for(manifest)
+    assert overrides and all(key.endswith(".args") for key in overrides), overrides
+    cluster = manifests.load(manifest)[0]
+    smoke = smoke_trainjob() if manifest == TRAINJOB else smoke_job()
+    assert manifests.validate(smoke) == []
+    sizes = ("--epochs=", "--checkpoint-steps=", "--data-dir=")
+    for before, after in zip(program_args(cluster), program_args(smoke), strict=True):
+        assert "--sample" not in before and "--sample" in after  # the full data on a cluster
+        assert [a for a in before if not a.startswith(sizes)] == [
+            a for a in after if not a.startswith(sizes) and a != "--sample"
+        ]
+    if manifest == TRAINJOB:  # the runtime's entry point runs the args: the program stays
+        assert smoke["spec"]["trainer"]["args"][: len(PROGRAM)] == PROGRAM
+
+
+def test_the_operator_finds_the_container_and_port_it_configures() -> None:
+    # The harness falls back to a pod's only container and picks free ports, so a misnamed
+    # container or port would pass the runs below and break on a cluster: the Training Operator
+    # sets TF_CONFIG only in the container named `tensorflow`, naming the port `tfjob-port`
+    # (its default, 2222) of every replica.
     doc = manifests.load(MANIFEST)[0]
-    assert (doc["kind"], doc["metadata"]["name"]) == ("TFJob", "mnist")
-    assert doc["spec"]["runPolicy"]["backoffLimit"] >= 3  # a lost replica costs 2 or 3 restarts
-    specs = doc["spec"]["tfReplicaSpecs"]
-    assert sorted(specs) == ["Chief", "Worker"] and specs["Chief"]["replicas"] == 1
-    for spec in specs.values():
-        assert spec["restartPolicy"] == "OnFailure"
-        container = spec["template"]["spec"]["containers"][0]
-        assert container["name"] == "tensorflow"  # the operator injects TF_CONFIG into it
+    field, _, framework = operators.TRAINING_OPERATOR[doc["kind"]]
+    for spec in doc["spec"][field].values():
+        (container,) = [c for c in spec["template"]["spec"]["containers"] if c["name"] == framework]
         assert {"name": "tfjob-port", "containerPort": 2222} in container["ports"]
-        assert container["command"] == ["python", "-m", "mnist.train_distributed"]
-        assert "--sample" not in container["args"]  # full data on a cluster
-        assert "--checkpoint-dir=/mnt/pvc/checkpoints/tfjob" in container["args"]
 
 
 def test_two_replicas_train_one_model_like_one_process(
@@ -151,8 +165,8 @@ def test_two_replicas_train_one_model_like_one_process(
     assert "chief-0: one of 2 replicas, the chief" in chief
     assert "worker-0: one of 2 replicas" in worker
     for task, log in (("chief-0", chief), ("worker-0", worker)):
-        ends = re.findall(rf"^{task}: epoch (\d+)/{SMOKE['epochs']} step (\d+)/\2,", log, re.M)
-        assert [int(epoch) for epoch, _ in ends] == list(range(1, SMOKE["epochs"] + 1)), task
+        ends = re.findall(rf"^{task}: epoch (\d+)/{EPOCHS} step (\d+)/\2,", log, re.M)
+        assert [int(epoch) for epoch, _ in ends] == list(range(1, EPOCHS + 1)), task
 
     volume = result.workdir / "volumes" / "models"  # what the harness mounts at /mnt/pvc
     assert sorted(p.name for p in (volume / "mnist").iterdir()) == ["metrics.json", "model.keras"]
@@ -168,9 +182,9 @@ def test_two_replicas_train_one_model_like_one_process(
     )
     # The chief prints the metric lines Katib reads: one per epoch, then the final ones.
     printed = printed_metrics(chief)
-    assert printed["epoch"] == list(range(1, SMOKE["epochs"] + 1))
+    assert printed["epoch"] == list(range(1, EPOCHS + 1))
     for name in ("accuracy", "loss", "val_accuracy", "val_loss"):
-        assert len(printed[name]) == SMOKE["epochs"], name
+        assert len(printed[name]) == EPOCHS, name
     for name in ("accuracy", "loss", "val_accuracy", "val_loss", "test_accuracy", "test_loss"):
         assert printed[name][-1] == metrics[name], name
     print(
@@ -200,8 +214,9 @@ def test_the_exported_model_is_the_softmax_model_a_server_loads(
 def test_a_killed_worker_restarts_and_resumes_from_the_checkpoint(tmp_path: Path) -> None:
     volume = tmp_path / "volumes" / "models"
     checkpoint_state = volume / "checkpoints" / "tfjob" / "checkpoint"  # written after each save
+    doc = smoke_job()
     result = jobs.run_job(
-        smoke_job(**{"checkpoint-steps": 20}),
+        doc,
         workdir=tmp_path,
         timeout=JOB_TIMEOUT,
         env=ONE_THREAD,
@@ -211,8 +226,13 @@ def test_a_killed_worker_restarts_and_resumes_from_the_checkpoint(tmp_path: Path
         result.raise_for_failure()
     chief, worker = result.replica("Chief"), result.replica("Worker")
     assert worker.exit_codes[0] == 137 and worker.restarts >= 1
-    # The chief did not hang on its dead peer: it failed, and OnFailure restarted it too.
+    # The chief did not hang on its dead peer: it failed, and OnFailure restarted it too (a
+    # restartPolicy of ExitCode would not have: its exit code is not a retryable one).
     assert chief.exit_codes[0] not in (0, 137) and chief.restarts >= 1
+    assert chief.exit_codes[0] not in operators.RETRYABLE_EXIT_CODES
+    # One lost replica costs a few restarts, within the manifest's backoffLimit, with room for
+    # another loss.
+    assert chief.restarts + worker.restarts < doc["spec"]["runPolicy"]["backoffLimit"]
     resumed = {r.name: [int(k) for k in RESUMED.findall(r.log())] for r in (chief, worker)}
     assert resumed["worker-0"] and resumed["worker-0"][-1] > 0, resumed
     assert resumed["chief-0"][-1] == resumed["worker-0"][-1], resumed  # from the same checkpoint
@@ -229,22 +249,18 @@ def test_a_killed_worker_restarts_and_resumes_from_the_checkpoint(tmp_path: Path
 # --- the TrainJob on the tensorflow-distributed runtime --------------------------------------
 
 
-def test_runtime_and_trainjob_agree_on_the_node_count_and_restart_rules() -> None:
+def test_runtime_and_trainjob_agree_on_the_node_count() -> None:
     assert manifests.validate_file(RUNTIME) == [] and manifests.validate_file(TRAINJOB) == []
-    runtime, job = RUNTIMES[0], manifests.load(TRAINJOB)[0]
-    assert (runtime["kind"], runtime["metadata"]["name"]) == (
-        "TrainingRuntime",
-        "tensorflow-distributed",
-    )
+    job = manifests.load(TRAINJOB)[0]
+    runtime = trainer.resolve(
+        job, RUNTIMES
+    )  # the repository's own: Trainer ships no TensorFlow one
+    assert runtime in RUNTIMES
     assert trainer.framework(runtime) is None  # no policy: PlainML, numNodes sets the pod count
-    assert job["spec"]["runtimeRef"]["name"] == runtime["metadata"]["name"]
     assert "command" not in job["spec"]["trainer"]  # the runtime's entry point must stay
+    # PlainML tells the pods neither their count nor their peers: the entry point reads it here.
     env = {e["name"]: e.get("value") for e in job["spec"]["trainer"]["env"]}
-    assert env["TF_NUM_NODES"] == str(job["spec"]["trainer"]["numNodes"]) == "2"
-    # A lost node restarts every node (collectives need all of them), a bounded number of times.
-    node = trainer.node(job, runtime)
-    assert (node.restart_policy, node.backoff_limit) == ("Never", 0)
-    assert trainer.max_restarts(runtime) >= 2
+    assert env["TF_NUM_NODES"] == str(job["spec"]["trainer"]["numNodes"])
 
 
 def tf_config_of_each_node(tmp_path: Path, nodes: int) -> list[dict]:
@@ -322,7 +338,7 @@ def test_on_a_cluster_the_peers_are_jobset_dns_names() -> None:
 
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> jobs.JobResult:
-    return run_trainjob(smoke_trainjob(2), tmp_path_factory.mktemp("trainjob"))
+    return run_trainjob(smoke_trainjob(), tmp_path_factory.mktemp("trainjob"))
 
 
 def test_two_nodes_train_one_model_with_identical_weights(
@@ -336,8 +352,8 @@ def test_two_nodes_train_one_model_with_identical_weights(
     assert "worker-0: one of 2 replicas, the chief" in logs[0]
     assert "worker-1: one of 2 replicas" in logs[1] and "the chief" not in logs[1]
     for task, log in (("worker-0", logs[0]), ("worker-1", logs[1])):
-        ends = re.findall(rf"^{task}: epoch (\d+)/{SMOKE['epochs']} step (\d+)/\2,", log, re.M)
-        assert [int(epoch) for epoch, _ in ends] == list(range(1, SMOKE["epochs"] + 1)), task
+        ends = re.findall(rf"^{task}: epoch (\d+)/{EPOCHS} step (\d+)/\2,", log, re.M)
+        assert [int(epoch) for epoch, _ in ends] == list(range(1, EPOCHS + 1)), task
     # The replicas synchronised every step: they end with the same weights, to the bit.
     digests = dict(DIGEST.findall("\n".join(logs)))
     assert sorted(digests) == ["worker-0", "worker-1"]
@@ -374,8 +390,9 @@ def test_the_trainjob_model_is_the_softmax_model_a_server_loads(two_nodes: jobs.
 def test_a_killed_node_restarts_the_gang_which_resumes_from_the_checkpoint(tmp_path: Path) -> None:
     volume = tmp_path / "volumes" / "models"
     checkpoint_state = volume / "checkpoints" / "trainjob" / "checkpoint"  # written after each save
+    doc = smoke_trainjob()
     result = run_trainjob(
-        smoke_trainjob(2, **{"checkpoint-steps": 20}),
+        doc,
         tmp_path,
         kill_after={("Node", 1): checkpoint_state.exists},  # SIGKILL once a checkpoint exists
     )
@@ -383,8 +400,10 @@ def test_a_killed_node_restarts_the_gang_which_resumes_from_the_checkpoint(tmp_p
         result.raise_for_failure()
     chief, worker = result.replica("Node", 0), result.replica("Node", 1)
     assert worker.exit_codes[0] == 137
-    # The runtime's Job failed at once and JobSet recreated both nodes: the survivor was stopped.
+    # The runtime's Job failed at once (no pod restarts in place: collectives need every node)
+    # and JobSet recreated both nodes, the survivor stopped, within the runtime's bound.
     assert chief.restarts == worker.restarts == 1, (chief.exit_codes, worker.exit_codes)
+    assert worker.restarts <= trainer.max_restarts(trainer.resolve(doc, RUNTIMES))
     resumed = {r.name: [int(k) for k in RESUMED.findall(r.log())] for r in (chief, worker)}
     assert resumed["node-1"] and resumed["node-1"][-1] > 0, resumed
     assert resumed["node-0"][-1] == resumed["node-1"][-1], resumed  # from the same checkpoint

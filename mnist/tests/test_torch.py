@@ -1,7 +1,8 @@
 """mnist.train_torch on the committed sample: one process, the PyTorchJob and the TrainJob.
 
 The jobs run through the harness as their operators would run them (one process per replica on
-127.0.0.1, with the env the operator sets), from the real manifests shrunk to the sample.
+127.0.0.1, with the env the operator sets), from the real manifests shrunk to the sample by
+case.toml's smoke overrides, as `python -m tests.harness run --smoke` runs them.
 """
 
 from __future__ import annotations
@@ -20,14 +21,18 @@ import torch
 
 from mnist import data
 from mnist.train_torch import CHECKPOINT_FILE, default_threads, load_model
+from tests.harness import cases
 from tests.harness.containers import PathMap
 from tests.harness.jobs import JobResult, run_job
-from tests.harness.manifests import apply_overrides, check, load, validate_file
+from tests.harness.manifests import apply_overrides, check, load
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = REPO_ROOT / "mnist" / "manifests"
-EPOCHS = 2  # 0.92-0.96 test accuracy on the sample for seeds 1-5 and 42, one process or two
-FLOOR = 0.90  # chance is 0.10
+CASE = cases.load_case(REPO_ROOT / "mnist")
+MANIFESTS = CASE.path / "manifests"
+PYTORCHJOB = MANIFESTS / "legacy-v1" / "pytorchjob.yaml"
+TRAINJOB = MANIFESTS / "trainjob-torch.yaml"
+EPOCHS = 2  # as case.toml's smoke overrides give the jobs
+FLOOR = CASE.floor("test_accuracy", "torch")  # chance is 0.10; 2 epochs give 0.92-0.96
 METRIC_LINE = re.compile(r"^(\w+)=(\S+)$")  # what Katib's StdOut collector picks out
 # Replicas share this machine's two cores (with other tests): one thread each, like a pod with
 # `cpu: 1`, instead of two spinning threads per process fighting over them.
@@ -168,23 +173,42 @@ def test_threads_default_without_sched_getaffinity(monkeypatch: pytest.MonkeyPat
     assert default_threads() == 1
 
 
-def test_manifests_are_valid() -> None:
-    for name in ("legacy-v1/pytorchjob.yaml", "trainjob-torch.yaml"):
-        assert validate_file(MANIFESTS / name) == [], name
+@pytest.mark.parametrize("manifest", [PYTORCHJOB, TRAINJOB], ids=["pytorchjob", "trainjob"])
+def test_the_smoke_jobs_are_the_cluster_jobs_but_for_their_arguments(manifest: Path) -> None:
+    """What the tests below run is what a cluster runs: case.toml swaps only the arguments, to
+    the sample and fewer epochs, and keeps where the model and the checkpoints go."""
+    overrides = CASE.overrides_for(manifest)
+    assert overrides and all(key.endswith(".args") for key in overrides), overrides
+    cluster = load(manifest)[0]
+    for key, after in overrides.items():
+        (before,) = {tuple(c.get("args", [])) for c in containers_at(cluster, key)}
+        assert "--sample" not in before and "--sample" in after  # the full data on a cluster
+        kept = [a for a in before if a.startswith(("--model-dir=", "--checkpoint-dir="))]
+        assert len(kept) == 2 and set(kept) <= set(after), (before, after)
+        assert f"--epochs={EPOCHS}" in after
 
 
-def smoke_args(args: list[str], model_dir: str | None = None) -> list[str]:
-    """A manifest's args shrunk to the sample: EPOCHS epochs at the default batch size."""
-    args = [a for a in args if not a.startswith(("--epochs", "--batch-size"))]
-    if model_dir:
-        args = [f"--model-dir={model_dir}" if a.startswith("--model-dir") else a for a in args]
-    return [*args, "--sample", f"--epochs={EPOCHS}"]
+def containers_at(doc: dict, key: str) -> list[dict]:
+    """The container (or the TrainJob's trainer) an override key's `args` belong to."""
+    if key == "spec.trainer.args":
+        return [doc["spec"]["trainer"]]
+    replica_type = key.split(".")[2]  # spec.pytorchReplicaSpecs.<type>.template...
+    return doc["spec"]["pytorchReplicaSpecs"][replica_type]["template"]["spec"]["containers"][:1]
+
+
+def with_model_dir(args: list[str], model_dir: str) -> list[str]:
+    return [f"--model-dir={model_dir}" if a.startswith("--model-dir") else a for a in args]
 
 
 def run_smoke(
-    doc: dict, overrides: dict, tmp_path: Path, **kwargs: object
+    manifest: Path, tmp_path: Path, worker_model_dir: str | None = None, **kwargs: object
 ) -> tuple[JobResult, PathMap]:
-    doc = apply_overrides(doc, overrides)
+    """The manifest with case.toml's overrides; worker_model_dir: a model dir of the worker's own."""
+    overrides = CASE.overrides_for(manifest)
+    if worker_model_dir:
+        key = next(k for k in overrides if ".Worker." in k)
+        overrides[key] = with_model_dir(overrides[key], worker_model_dir)
+    doc = apply_overrides(load(manifest)[0], overrides)
     check(doc)
     paths = PathMap(tmp_path)  # run_job adds the volume mounts: it says where /mnt/pvc went
     result = run_job(doc, workdir=tmp_path, timeout=600, env=ONE_THREAD, paths=paths, **kwargs)
@@ -195,18 +219,12 @@ def run_smoke(
 def test_pytorchjob_trains_on_master_and_worker_and_survives_a_killed_worker(
     tmp_path: Path,
 ) -> None:
-    doc = load(MANIFESTS / "legacy-v1" / "pytorchjob.yaml")[0]
-    specs = "spec.pytorchReplicaSpecs.{}.template.spec.containers[0].args"
-    args = doc["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]["args"]
     checkpoint = tmp_path / "volumes" / "models" / "checkpoints" / "pytorchjob" / CHECKPOINT_FILE
     result, paths = run_smoke(
-        doc,
-        {
-            specs.format("Master"): smoke_args(args),
-            # A model dir of the worker's own, which must stay empty: only rank 0 writes.
-            specs.format("Worker"): smoke_args(args, model_dir="/mnt/pvc/w"),
-        },
+        PYTORCHJOB,
         tmp_path,
+        # A model dir of the worker's own, which must stay empty: only rank 0 writes.
+        worker_model_dir="/mnt/pvc/w",
         # The node goes away once epoch 1 is saved: both replicas must restart and resume.
         kill_after={("Worker", 0): checkpoint.exists},
     )
@@ -230,10 +248,10 @@ def test_pytorchjob_trains_on_master_and_worker_and_survives_a_killed_worker(
 
 
 def test_trainjob_runs_torchrun_on_two_nodes(tmp_path: Path) -> None:
-    doc = load(MANIFESTS / "trainjob-torch.yaml")[0]
-    assert doc["spec"]["trainer"]["command"][0] == "torchrun"  # the runtime does not add it
-    overrides = {"spec.trainer.args": smoke_args(doc["spec"]["trainer"]["args"])}
-    result, paths = run_smoke(doc, overrides, tmp_path)
+    # The stock torch-distributed runtime does not wrap the command in torchrun: the manifest
+    # calls it, or each node would run one process that never joins the others.
+    assert load(TRAINJOB)[0]["spec"]["trainer"]["command"][0] == "torchrun"
+    result, paths = run_smoke(TRAINJOB, tmp_path)
     assert result.reason == "Complete"
     logs = [result.replica("Node", i).log() for i in (0, 1)]
     assert "rank 0 of world size 2: gloo" in logs[0] and "rank 1 of world size 2: gloo" in logs[1]
