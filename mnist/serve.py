@@ -7,8 +7,8 @@
 a cluster KServe's storage initializer puts the `storageUri` content in /mnt/models, the default.
 
 Requests (a batch of 1 to --max-batch-size images; every image is one MNIST digit). Send a
-batch per request rather than one image each: at batch 32 the server answers about 20 times the
-images per second of batch 1 (benchmarks/mnist_serving.py).
+batch per request rather than one image each: a batch costs little more than one image
+(mnist/README.md has the figures).
 
 * V1, POST /v1/models/mnist:predict, `{"instances": [image, ...]}` where an image is either
   a 28 x 28 array of pixel values 0 to 255 (MNIST's own scale, white digit on black), or
