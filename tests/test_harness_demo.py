@@ -64,11 +64,16 @@ def test_final_metrics_right_after_the_last_epoch_are_a_line_of_their_own() -> N
         "epoch=1\naccuracy=0.69\nloss=0.98\nepoch 2/2:  50%|#  | 1/2 [00:01<00:01]\n"
         "epoch=2\naccuracy=0.89\nloss=0.33\ntest_accuracy=0.919\ntest_loss=0.2769\n"
     )
-    assert shown("job", text, prefix="node-0: ") == [
+    lines: list[str] = []
+    progress = demo.Progress(lines.append, "job", prefix="node-0: ")
+    for line in text.splitlines():
+        progress.feed(line)
+    progress.flush()
+    assert lines == [
         "node-0: epoch 1: accuracy 0.69, loss 0.98",
         "node-0: epoch 2: accuracy 0.89, loss 0.33",
-        "node-0: test_accuracy 0.919, test_loss 0.2769",
-    ]
+    ]  # the final metrics go on the job's result line
+    assert progress.last_metrics == {"test_accuracy": "0.919", "test_loss": "0.2769"}
 
 
 def test_a_long_metric_line_keeps_the_metrics_case_toml_bounds() -> None:
@@ -222,3 +227,11 @@ def test_the_summary_says_how_well_in_case_tomls_words() -> None:
     run.metrics["test_accuracy"] = 0.5
     run.summary(12.0)
     assert "BELOW case.toml's floors: test_accuracy 0.5 < 0.9" in out.getvalue()
+
+
+def test_a_served_answer_in_a_few_words() -> None:
+    v1 = {"predictions": [{"digit": 7, "probabilities": [0.1] * 10}, {"digit": 2}]}
+    assert demo.gist(json.dumps(v1)) == "2 predictions: digit 7; digit 2"
+    v2 = {"outputs": [{"name": "denoised", "datatype": "FP32", "shape": [1, 64, 64], "data": []}]}
+    assert demo.gist(json.dumps(v2)) == "outputs denoised FP32 [1, 64, 64]"
+    assert demo.gist("not json") == "not json"

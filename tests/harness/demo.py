@@ -106,9 +106,10 @@ class Progress:
     """Turns a step's output, line by line, into the few lines a person follows.
 
     mode "script": a trainer's own lines, less NOISE, with each run of `name=value` lines
-    folded into one; "job": only the folded metric lines; "pipeline": kfp.local's task
-    endings, the tasks' final metric lines and Spark stages; "katib": the harness's lines on
-    finished trials; "quiet": nothing. verbose shows every line as it is.
+    folded into one; "job": only the epochs' folded metric lines (the final ones are in
+    `last_metrics`); "pipeline": kfp.local's task endings, the tasks' final metric lines and
+    Spark stages; "katib": the harness's lines on finished trials; "quiet": nothing. verbose
+    shows every line as it is.
     """
 
     def __init__(
@@ -200,10 +201,10 @@ class Progress:
                 more = len(self.metrics) - len(kept)
                 line = f"{fold_metrics(kept)} (and {more} more in the log)"
             self.metrics = []
-            if self.mode != "pipeline":
+            if self.mode == "script" or (self.mode == "job" and epoch):
                 self.show(line)
-            elif not epoch:  # a task's epochs were on screen when the training step ran
-                self.task_metrics = line
+            elif self.mode == "pipeline" and not epoch:  # its epochs: see the training step
+                self.task_metrics = line  # said with the task's ending
 
     def show(self, line: str) -> None:
         self.echo(cut(self.prefix + line))
@@ -429,7 +430,8 @@ class Demo:
             replicas = f"{len(result.replicas)} {plural(len(result.replicas), 'replica')}"
             if not result.succeeded:
                 raise RuntimeError(f"{line}: {result.message} (logs in {rel(workdir / 'logs')})")
-            return f"{result.reason} on {replicas}: {result.message}"
+            figures = self.floor_figures(progress.last_metrics)
+            return f"{result.reason} on {replicas}" + (f"; {figures}" if figures else "")
 
         return run
 
@@ -525,8 +527,14 @@ def gist(body: str) -> str:
         return cut(body, 60)
     if isinstance(answer.get("predictions"), list):
         found = answer["predictions"]
-        first = cut(json.dumps(found[0]) if found else "", 40)
-        return f"{len(found)} {plural(len(found), 'prediction')}, the first {first}"
+        # A prediction's short fields (a digit, a label), not its list of probabilities.
+        said = [
+            ", ".join(f"{k} {v}" for k, v in p.items() if not isinstance(v, list | dict))
+            if isinstance(p, dict)
+            else cut(json.dumps(p), 30)
+            for p in found
+        ]
+        return cut(f"{len(found)} {plural(len(found), 'prediction')}: {'; '.join(said)}", 70)
     if isinstance(answer.get("outputs"), list):
         outputs = [
             f"{o.get('name')} {o.get('datatype')} {o.get('shape')}" for o in answer["outputs"]
