@@ -113,7 +113,8 @@ class IncomeModel(kserve.Model):
 
     def classify(self, frame: pd.DataFrame) -> np.ndarray:
         """Raw rows -> (N, 2) probabilities of <=50K and >50K."""
-        probabilities = np.asarray(self.model.predict_proba(frame), np.float64)
+        # C order: XGBoost answers with a Fortran-ordered array, which orjson cannot write.
+        probabilities = np.ascontiguousarray(self.model.predict_proba(frame), np.float64)
         return finite_output(probabilities, "the probabilities", rowcheck.EXAMPLE)
 
     def predict(self, payload: dict | InferRequest, headers: dict | None = None):

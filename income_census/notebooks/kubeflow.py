@@ -366,6 +366,7 @@ if not cluster:
 # %%
 from kserve import (
     KServeClient,
+    V1beta1Batcher,
     V1beta1ExplainerSpec,
     V1beta1InferenceService,
     V1beta1InferenceServiceSpec,
@@ -409,6 +410,11 @@ isvc = V1beta1InferenceService(
         predictor=V1beta1PredictorSpec(
             min_replicas=predictor.get("minReplicas"),
             max_replicas=predictor.get("maxReplicas"),
+            # KServe's request batcher: single requests merged into model batches.
+            batcher=V1beta1Batcher(
+                max_batch_size=predictor["batcher"]["maxBatchSize"],
+                max_latency=predictor["batcher"]["maxLatency"],
+            ),
             containers=containers_of(predictor),
         ),
         explainer=V1beta1ExplainerSpec(

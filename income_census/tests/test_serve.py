@@ -297,3 +297,29 @@ def test_model_dir_is_spelled_as_in_train_and_kserves_spelling_still_works(tmp_p
     assert parse_args(["--model-dir", str(tmp_path)]).model_dir == tmp_path
     assert parse_args(["--model_dir", str(tmp_path)]).model_dir == tmp_path
     assert parse_args(["--max-rows", "10", "--max-explain-rows", "2"]).max_rows == 10
+
+
+def test_an_xgboost_pipeline_is_served_over_v1_and_v2(tmp_path: Path, test_rows) -> None:
+    # XGBoost answers predict_proba with a Fortran-ordered array; the served JSON must not care.
+    import subprocess
+    import sys
+
+    model_dir = tmp_path / "xgboost"
+    subprocess.run(
+        [sys.executable, "-m", "income_census.train", "--sample", "--model", "xgboost",
+         "--model-dir", str(model_dir)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
+    xgb = joblib.load(model_dir / "model.joblib")
+    batch = test_rows.iloc[:8]
+    expected = xgb.predict_proba(batch)
+    with serve(ISVC, workdir=tmp_path / "serve", model_dir=model_dir, timeout=120) as running:
+        answer = running.v1_predict(by_name(batch))
+        assert answer.status_code == 200, answer.text
+        served = np.array([p["probabilities"] for p in answer.json()["predictions"]])
+        np.testing.assert_allclose(served, expected, rtol=1e-6)
+        answer = running.v2_infer(by_column(by_name(batch)))
+        assert answer.status_code == 200, answer.text
+        outputs = {o["name"]: o for o in answer.json()["outputs"]}
+        probabilities = np.array(outputs["probabilities"]["data"]).reshape(expected.shape)
+        np.testing.assert_allclose(probabilities, expected, rtol=1e-6)

@@ -514,6 +514,7 @@ else:
 # %%
 from kserve import (
     KServeClient,
+    V1beta1Batcher,
     V1beta1InferenceService,
     V1beta1InferenceServiceSpec,
     V1beta1PredictorSpec,
@@ -547,6 +548,11 @@ isvc = V1beta1InferenceService(
         predictor=V1beta1PredictorSpec(
             min_replicas=predictor.get("minReplicas"),
             max_replicas=predictor.get("maxReplicas"),
+            # KServe's request batcher: single requests merged into model batches.
+            batcher=V1beta1Batcher(
+                max_batch_size=predictor["batcher"]["maxBatchSize"],
+                max_latency=predictor["batcher"]["maxLatency"],
+            ),
             containers=containers,
         )
     ),
@@ -577,7 +583,7 @@ else:
         model_dir=model_dir,
     ) as server:
         tensor = {
-            "name": "images",
+            "name": "image",
             "shape": [3, 28, 28],
             "datatype": "UINT8",
             "data": digits.flatten().tolist(),
