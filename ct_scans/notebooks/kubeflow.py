@@ -180,6 +180,7 @@ import math
 import pandas as pd
 
 
+# Copied from mnist.notebooks.kubeflow.trial_table
 def trial_table(trials: list[dict], experiment: dict) -> pd.DataFrame:
     """One row per Katib Trial (JSON as the API returns it): name, status, parameters, metrics."""
     spec = experiment["spec"]
@@ -209,6 +210,7 @@ def trial_table(trials: list[dict], experiment: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["trial", "status", *types, *metric_names])
 
 
+# Copied from mnist.notebooks.kubeflow.as_katib_trial
 def as_katib_trial(trial) -> dict:
     """A trial the harness ran (tests.harness.katib.Trial), in the shape Katib stores a Trial."""
     metrics = [
