@@ -438,13 +438,7 @@ class Demo:
     def katib(self) -> str:
         from tests.harness import katib
 
-        path = self.case.path / "manifests/katib-experiment.yaml"
-        doc = manifests.apply_overrides(manifests.load(path)[0], self.case.overrides_for(path))
-        result = katib.run_experiment(
-            doc, workdir=self.workdir / "katib", runtimes=trainer.runtimes_beside(path)
-        )
-        print(result.format_trials())
-        print(result.describe())
+        result = katib.run_smoke(self.case, workdir=self.workdir / "katib", timeout=3600)
         best = result.optimal_trial
         if not result.succeeded or best is None:
             raise RuntimeError(f"Experiment {result.name}: {result.reason}: {result.message}")

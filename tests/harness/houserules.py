@@ -32,13 +32,17 @@ NOT_WORKLOADS = {"Kustomization", "Component", "PersistentVolumeClaim", "Service
 
 
 def check_file(path: Path, image: str, root: Path) -> list[str]:
-    """Every house-rule problem of one YAML file; `root` is where its runtimes are looked up."""
+    """Every house-rule problem of one YAML file, labelled by its path below `root`'s parent."""
+    docs = manifests.load(path)
+    # The runtimes beside the file, read only when a TrainJob may need one.
+    needs_runtimes = any(d.get("kind") in ("TrainJob", "Experiment") for d in docs)
+    runtimes = trainer.runtimes_beside(path) if needs_runtimes else []
     problems = []
-    for doc in manifests.load(path):
+    for doc in docs:
         label = f"{path.relative_to(root.parent).as_posix()} {doc.get('kind')}/" + str(
             (doc.get("metadata") or {}).get("name", "?")
         )
-        problems += [f"{label}: {p}" for p in check(doc, image, trainer.runtimes_beside(path))]
+        problems += [f"{label}: {p}" for p in check(doc, image, runtimes)]
     return problems
 
 

@@ -203,16 +203,8 @@ def _upsert(env: list[dict], updates: list[dict]) -> list[dict]:
 
 def _named(patches: object, key: str, where=lambda d: True) -> list[dict]:
     """Every list under `key` in the patches, wherever runtimePatches nests it."""
-    found: list[dict] = []
-    if isinstance(patches, Mapping):
-        if key in patches and where(patches):
-            found.extend(patches[key] or [])
-        for value in patches.values():
-            found.extend(_named(value, key, where))
-    elif isinstance(patches, list):
-        for value in patches:
-            found.extend(_named(value, key, where))
-    return found
+    found = manifests.find(patches, lambda d: key in d and where(d))
+    return [item for _, d in found for item in d[key] or []]
 
 
 def fields(doc: Mapping, index: int) -> dict[str, str]:
