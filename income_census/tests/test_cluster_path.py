@@ -25,15 +25,18 @@ SECRET = "income-storage"
 KEYS = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}  # KServe's s3AccessKeyIDName, ...KeyName
 
 
+# Copied from mnist.tests.test_cluster_path.rbac
 def rbac() -> dict[str, dict]:
     return {doc["kind"]: doc for doc in manifests.load(MANIFESTS / "rbac.yaml")}
 
 
+# Copied from mnist.tests.test_cluster_path.pipeline_default
 def pipeline_default(name: str):
     spec = yaml.safe_load(pipeline.COMPILED.read_text())
     return spec["root"]["inputDefinitions"]["parameters"][name]["defaultValue"]
 
 
+# Copied from mnist.tests.test_cluster_path.test_rbac_is_valid_and_in_the_default_kustomization
 def test_rbac_is_valid_and_in_the_default_kustomization() -> None:
     assert manifests.validate_file(MANIFESTS / "rbac.yaml") == []
     kustomization = yaml.safe_load((MANIFESTS / "kustomization.yaml").read_text())
@@ -41,12 +44,14 @@ def test_rbac_is_valid_and_in_the_default_kustomization() -> None:
     assert "storage" not in str(kustomization["resources"])  # it needs keys the repo never holds
 
 
+# Copied from mnist.tests.test_cluster_path.test_the_serving_account_is_the_pipelines_and_lists_the_storage_secret with mnist-serving->income-serving
 def test_the_serving_account_is_the_pipelines_and_lists_the_storage_secret() -> None:
     account = rbac()["ServiceAccount"]
     assert account["metadata"]["name"] == pipeline_default("serving_account") == "income-serving"
     assert account["secrets"] == [{"name": SECRET}]
 
 
+# Copied from mnist.tests.test_cluster_path.test_the_runner_may_do_what_the_deploy_step_does
 def test_the_runner_may_do_what_the_deploy_step_does() -> None:
     role, binding = rbac()["Role"], rbac()["RoleBinding"]
     (rule,) = role["rules"]
@@ -67,6 +72,7 @@ def test_the_runner_may_do_what_the_deploy_step_does() -> None:
     ]
 
 
+# Copied from mnist.tests.test_cluster_path.test_the_storage_secret_comes_from_an_ignored_file
 def test_the_storage_secret_comes_from_an_ignored_file() -> None:
     kustomization = yaml.safe_load((STORAGE / "kustomization.yaml").read_text())
     assert manifests.validate(kustomization) == []
@@ -85,6 +91,7 @@ def test_the_storage_secret_comes_from_an_ignored_file() -> None:
     assert not (STORAGE / "storage.env").exists() or _ignored_by_git(STORAGE / "storage.env")
 
 
+# Copied from mnist.tests.test_cluster_path._ignored_by_git
 def _ignored_by_git(path: Path) -> bool:
     git = shutil.which("git")
     if git is None:
@@ -93,6 +100,7 @@ def _ignored_by_git(path: Path) -> bool:
     return found.returncode == 0
 
 
+# Copied from mnist.tests.test_cluster_path.test_the_example_holds_placeholders_only
 def test_the_example_holds_placeholders_only() -> None:
     pairs = dict(
         line.split("=", 1)
@@ -103,6 +111,7 @@ def test_the_example_holds_placeholders_only() -> None:
     assert all(value.startswith("replace-with-") for value in pairs.values()), pairs
 
 
+# Copied from mnist.tests.test_cluster_path.test_kustomize_makes_the_secret_kserve_reads
 def test_kustomize_makes_the_secret_kserve_reads(tmp_path: Path) -> None:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
