@@ -30,6 +30,7 @@ def run_cli(module: str, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+# Copied from mnist.tests.test_cli.refused_url
 def refused_url() -> str:
     """An http URL on 127.0.0.1 where nothing listens: a connection there is refused at once."""
     with socket.socket() as s:
