@@ -292,4 +292,3 @@ class SentimentModel:
 
 def label_of(probability: float) -> str:
     return "positive" if probability >= 0.5 else "negative"
-

@@ -155,7 +155,9 @@ def files(rng: random.Random) -> list[tuple[str, str]]:
             positive = label == "pos"
             for i in range(count):
                 stars = rng.randint(7, 10) if positive else rng.randint(1, 4)
-                out.append((f"aclImdb/{split}/{label}/{i}_{stars}.txt", review(rng, positive, stars)))
+                out.append(
+                    (f"aclImdb/{split}/{label}/{i}_{stars}.txt", review(rng, positive, stars))
+                )
     for i in range(UNSUP):
         out.append((f"aclImdb/train/unsup/{i}_0.txt", review(rng, rng.random() < 0.5, 0)))
     return out
