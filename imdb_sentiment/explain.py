@@ -1,7 +1,8 @@
 """Which words pushed a review's prediction, by occlusion (leave one word out).
 
 The method: clean the review with the models' own rule (`model.standardize_text`: line breaks
-to spaces, lower case, no punctuation) and split it into words. For each distinct word w,
+to spaces, lower case, no punctuation) and split it into words where the BiLSTM does (ASCII
+whitespace). For each distinct word w,
 
     attribution(w) = P(positive | review) - P(positive | the review without every occurrence of w)
 
@@ -25,6 +26,7 @@ cleaned review, words joined by single spaces, gets the probability the raw revi
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Protocol
@@ -36,6 +38,9 @@ from imdb_sentiment.model import label_of, standardize_text
 METHOD = "occlusion"
 CHUNK = 512  # variants per model call: bounds the BiLSTM's memory for a very long review
 DEFAULT_TOP_WORDS = 10
+# ASCII whitespace, where TextVectorization (tf.strings.split) splits; str.split() would also
+# split at a no-break space, which the BiLSTM reads as part of a word.
+WHITESPACE = re.compile(r"[ \t\n\r\f\v]+")
 
 
 class Scorer(Protocol):
@@ -45,8 +50,8 @@ class Scorer(Protocol):
 
 
 def words_of(review: str) -> list[str]:
-    """The review's words as the models see them: cleaned, split on whitespace."""
-    return standardize_text(review).split()
+    """The review's words as the BiLSTM sees them: cleaned, split on ASCII whitespace."""
+    return [word for word in WHITESPACE.split(standardize_text(review)) if word]
 
 
 def without(review: str, removed: Sequence[str]) -> str:

@@ -77,9 +77,11 @@ def test_without_cleans_the_review_and_drops_every_occurrence() -> None:
 def test_the_cleaned_review_gets_the_raw_reviews_probability(model, reviews) -> None:
     # What the attributions subtract from is the raw review's probability, what they subtract
     # is the cleaned variants': the two agree only because the model cleans text the same way.
-    cleaned = [" ".join(words_of(r)) for r in reviews]
+    # A no-break space is inside a word for the BiLSTM and between words for TF-IDF: kept.
+    texts = [*reviews, "The acting\u00a0was superb.<br />A\u2003must\tsee!"]
+    cleaned = [" ".join(words_of(r)) for r in texts]
     np.testing.assert_allclose(
-        model.probabilities(cleaned), model.probabilities(reviews), rtol=0, atol=1e-6
+        model.probabilities(cleaned), model.probabilities(texts), rtol=0, atol=1e-6
     )
 
 
