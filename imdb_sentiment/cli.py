@@ -87,4 +87,3 @@ def fail(message: str) -> NoReturn:
     prog = Path(sys.argv[0]).name or "python"
     print(f"{prog}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
     raise SystemExit(1)
-

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from imdb_sentiment import train
+from imdb_sentiment import train, train_distributed
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-TRAINERS = ("imdb_sentiment.train",)
+TRAINERS = ("imdb_sentiment.train", "imdb_sentiment.train_distributed")
 
 
 def run_cli(module: str, *args: str) -> subprocess.CompletedProcess:
@@ -51,7 +51,7 @@ def error_line(run: subprocess.CompletedProcess, prog: str) -> str:
     return errors[0]
 
 
-PARSERS = [train.parse_args]
+PARSERS = [train.parse_args, train_distributed.parse_args]
 
 
 @pytest.mark.parametrize(
@@ -136,3 +136,24 @@ def test_help_states_every_default_with_the_data_flags_first(
     flags = [line.split()[0].rstrip(",") for line in options.splitlines() if line[2:4] == "--"]
     assert flags[:5] == ["--sample", "--dataset", "--data-dir", "--url", "--model-dir"]
     assert " ".join(options.split()).count("(default:") == len(flags)
+
+
+def test_the_distributed_trainer_refuses_bad_checkpoint_flags_and_clusters(
+    capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(REPO_ROOT)
+    two = '{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}'
+    for env, args, expected in (
+        (None, ["--checkpoint-steps", "-1"], "argument --checkpoint-steps: must be a whole"),
+        (None, ["--checkpoint-dir", "README.md"], "'README.md' is a file, not a folder"),
+        (two, ["--batch-size", "33"], "--batch-size 33 does not split evenly over the 2 workers"),
+        ("{not json", [], "TF_CONFIG is not a cluster and a task"),
+    ):
+        if env is None:
+            monkeypatch.delenv("TF_CONFIG", raising=False)
+        else:
+            monkeypatch.setenv("TF_CONFIG", env)
+        with pytest.raises(SystemExit) as exit_:
+            train_distributed.parse_args(["--sample", *args])
+        assert exit_.value.code == 2
+        assert expected in capsys.readouterr().err.splitlines()[-1]
