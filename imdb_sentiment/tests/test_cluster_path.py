@@ -1,10 +1,11 @@
-"""What the pipeline's deploy step needs on a cluster: RBAC, the serving account and its Secret.
+"""What the pipeline's steps need on a cluster: RBAC to create the Experiment, the TrainJob and the
+InferenceService, the serving account and its Secret.
 
     .venv/bin/python -m pytest imdb_sentiment/tests/test_cluster_path.py -q
 
 manifests/rbac.yaml (in the default kustomization) and manifests/storage/ (a separate
 kustomization that makes the Secret from a git-ignored storage.env) are checked against what
-pipeline.py's deploy step does and names, so renaming one side breaks a test, not a run.
+pipeline.py's steps do and name, so renaming one side breaks a test, not a run.
 """
 
 from __future__ import annotations
