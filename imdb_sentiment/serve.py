@@ -12,7 +12,7 @@ storage initializer puts the model folder at /mnt/models, the default.
 Requests carry raw review text, 1 to --max-reviews reviews, each at most --max-review-chars
 characters. Both models clean text themselves (HTML line breaks, case, punctuation), with the rule
 they were trained with. Send several reviews per request: the BiLSTM scores 64 reviews in about
-four times the time of one (benchmarks/imdb_serving.py has the figures).
+3.5 times the time of one (benchmarks/imdb_serving.py has the figures).
 
 * V1 predict, POST /v1/models/imdb:predict, `{"instances": ["review text", ...]}`. Answer, one
   object per review: `{"predictions": [{"label": "positive", "probability_positive": 0.97},
