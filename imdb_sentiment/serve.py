@@ -23,7 +23,9 @@ they were trained with. Send several reviews per request: the BiLSTM scores 64 r
   reviews, and optionally `"top_words"` (1 to 100, default --top-words). Answer:
   `{"explanations": [{"label", "probability_positive", "method": "occlusion", "words": [{"word":
   "wonderful", "attribution": 0.21, "count": 2}, ...]}]}`: the words whose removal moves the
-  probability most, with sign (imdb_sentiment/explain.py says exactly how).
+  probability most, with sign (imdb_sentiment/explain.py says exactly how). A review costs one
+  prediction per distinct word: 60 ms for a sample review with the BiLSTM here, about 8 s (12 s
+  with TF-IDF, which reads every word) for a review of 20,000 characters of distinct words.
 * V2 infer, POST /v2/models/imdb/infer, one input named `review`, BYTES of shape [N] (or [N, 1]):
   UTF-8 text, as JSON strings or with the binary-data extension (header
   Inference-Header-Content-Length, input parameter `binary_data_size`, each review a 4-byte
