@@ -154,7 +154,10 @@ def cmd_notebooks(args: argparse.Namespace) -> int:
     from tests.harness import notebooks
 
     sources = [p for case in cases.discover() for p in notebooks.discover(case.path)]
-    sources += notebooks.discover(REPO_ROOT / "tests" / "fixtures")
+    # Fixtures keep their .ipynb where a test reads one; the copies fixtures' sources have none
+    # (tests/test_harness_copies.py reads only the .py), and must not get one.
+    fixtures = notebooks.discover(REPO_ROOT / "tests" / "fixtures")
+    sources += [p for p in fixtures if p.with_suffix(".ipynb").exists()]
     for source in sources:
         print(notebooks.write_ipynb(source).relative_to(REPO_ROOT))
     return 0
