@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ CASE_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = CASE_DIR.parent
 WALKTHROUGH = CASE_DIR / "notebooks/walkthrough.py"
 KUBEFLOW = CASE_DIR / "notebooks/kubeflow.py"
+CASE_TOML = tomllib.loads((CASE_DIR / "case.toml").read_text())
 
 pytestmark = pytest.mark.notebook
 
@@ -121,8 +123,10 @@ def test_kubeflow_notebook_runs_every_step_locally(tmp_path: Path) -> None:
     assert images >= 1  # the trials' scatter plot
     # The pipeline: tune, train, evaluate, and deploy when the accuracy reached the threshold.
     tasks = text.split("tasks run:")[1].splitlines()[0]
-    accuracy = float(re.search(r"test accuracy (\d\.\d+), threshold", text)[1])
-    assert ("deploy" in tasks) == (accuracy >= 0.75), (tasks, accuracy)
+    found = re.search(r"test accuracy (\d\.\d+), threshold (\d\.\d+)", text)
+    accuracy, threshold = float(found[1]), float(found[2])
+    assert threshold == CASE_TOML["smoke"]["pipeline"]["arguments"]["threshold"]
+    assert ("deploy" in tasks) == (accuracy >= threshold), (tasks, accuracy)
     assert all(step in tasks for step in ("tune", "train", "evaluate")), tasks
     assert re.search(r"tuned flags: \['--learning-rate=[\d.e-]+', '--epochs=\d'", text), text
     assert "# Katib Experiment imdb-sentiment-bayesian-" in text  # the tune step's report
