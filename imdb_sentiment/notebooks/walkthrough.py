@@ -72,9 +72,8 @@ for label in (1, 0):
 lengths = np.array([len(text.split()) for text in train_texts])
 fig, ax = plt.subplots(figsize=(7, 3.2))
 bins = np.linspace(0, lengths.max() + 1, 30)
-for label, colour in ((1, "tab:blue"), (0, "tab:orange")):
-    ax.hist(lengths[train_labels == label], bins=bins, alpha=0.6, color=colour,
-            label=data.LABELS[label])  # fmt: skip
+for label, name in ((1, "positive"), (0, "negative")):
+    ax.hist(lengths[train_labels == label], bins=bins, histtype="step", linewidth=2, label=name)
 if lengths.max() > 300:  # the real reviews: mark where the BiLSTM stops reading
     ax.axvline(300, color="grey", linestyle="--", linewidth=1)
     ax.text(300, ax.get_ylim()[1] * 0.9, " words the BiLSTM reads", color="grey", fontsize=9)
@@ -360,7 +359,90 @@ print(f"without {towards_negative}: {without_negative:.3f}")
 print("attributions point the right way:", without_positive < base < without_negative)
 
 # %% [markdown]
-# That is the whole local loop: data, two models side by side, calibrated probabilities and
-# explanations that can be checked. `kubeflow.ipynb` tunes the network with a Katib
-# Experiment, trains it on several nodes as a TrainJob, runs the whole as a Kubeflow pipeline
-# and serves it with KServe.
+# ## 8. Serve and query
+#
+# `imdb_sentiment.serve` is a KServe model server: in the cluster the InferenceService runs
+# `python -m imdb_sentiment.serve --model_name imdb --model-dir /mnt/models`, where KServe's
+# storage initializer has put the trained model. Here we start the same command as a process of
+# our own, with our model folder instead of /mnt/models, on a free port of 127.0.0.1 (this
+# machine only), and wait until it says the model is ready. `start_server` is all it takes.
+
+# %%
+import atexit
+import socket
+import subprocess
+import time
+
+import requests
+
+
+# Copied from mnist.notebooks.walkthrough.start_server
+def start_server(module: str, name: str, model: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """Start `python -m <module>` serving `model` on a free port of 127.0.0.1; wait until the
+    model is ready; return the process and the server's URL. Its output goes to `log`."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))  # port 0: the system picks a free one
+        port = s.getsockname()[1]
+    command = [sys.executable, "-m", module, "--model_name", name, "--model-dir", str(model)]
+    command += ["--host", "127.0.0.1", "--http_port", str(port)]
+    with log.open("w") as out:  # the child keeps its own copy of the file
+        server = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    atexit.register(server.terminate)  # should the notebook stop before it does
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):  # a minute at most
+        if server.poll() is not None:
+            raise RuntimeError(f"{module} exited with code {server.returncode}: see {log}")
+        try:
+            if requests.get(f"{url}/v2/models/{name}/ready", timeout=1).ok:
+                return server, url
+        except requests.ConnectionError:
+            pass  # not listening yet
+        time.sleep(0.1)
+    server.terminate()
+    raise RuntimeError(f"{module} was not ready after a minute: see {log}")
+
+
+server, url = start_server("imdb_sentiment.serve", "imdb", bilstm_dir, work / "server.log")
+print(f"imdb_sentiment.serve is process {server.pid}, ready at {url}")
+
+# %% [markdown]
+# A V1 request is a JSON object whose `instances` are raw review texts, line breaks and all: the
+# model inside the server cleans them as training did. The answer gives each review's label and
+# its calibrated probability of being positive, which must be what the model says in this
+# process. `:explain` takes the same body and answers with the words that moved each
+# prediction most, by the occlusion of section 7.
+
+# %%
+reviews = [test_texts[int(np.flatnonzero(test_labels == 1)[0])], test_texts[0]]
+answer = requests.post(f"{url}/v1/models/imdb:predict", json={"instances": reviews})
+print("HTTP", answer.status_code)
+predictions = answer.json()["predictions"]
+in_process = model.probabilities(reviews)
+print("served labels:    ", [p["label"] for p in predictions])
+print("in-process labels:", [label_of(p) for p in in_process])
+served = [p["probability_positive"] for p in predictions]
+print("served probabilities equal in-process:", bool(np.allclose(served, in_process, atol=1e-6)))
+
+explained = requests.post(f"{url}/v1/models/imdb:explain", json={"instances": reviews[:1]})
+words = explained.json()["explanations"][0]["words"][:5]
+print("served explanation:", ", ".join(f"{w['word']} {w['attribution']:+.3f}" for w in words))
+top = explain.explain(model, reviews[0], top=5)["words"]
+print("in-process:        ", ", ".join(f"{w['word']} {w['attribution']:+.3f}" for w in top))
+
+# %% [markdown]
+# The server runs until we stop it. We stop it by its process id, with the signal Kubernetes
+# sends a pod it deletes: SIGTERM.
+
+# %%
+# Copied from mnist.notebooks.walkthrough.stop_server
+import signal
+
+server.send_signal(signal.SIGTERM)  # to process server.pid, and to nothing else
+code = server.wait(timeout=30)
+print(f"process {server.pid} stopped:", "by SIGTERM" if code == -signal.SIGTERM else f"code {code}")
+
+# %% [markdown]
+# That is the whole local loop: the data, two models side by side, calibrated probabilities,
+# explanations that can be checked, and the server that answers with both. `kubeflow.ipynb`
+# tunes the network with a Katib Experiment, trains it on several nodes as a TrainJob, runs the
+# whole as a Kubeflow pipeline and serves it with KServe.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import katib, manifests, notebooks
+from tests.harness import katib, manifests, notebooks, procs
 
 CASE_DIR = Path(__file__).resolve().parents[1]
 REPO_ROOT = CASE_DIR.parent
@@ -68,7 +68,7 @@ KATIB_TRIAL = {
 }
 
 
-def test_walkthrough_trains_compares_calibrates_and_explains(tmp_path: Path) -> None:
+def test_walkthrough_trains_compares_calibrates_explains_and_serves(tmp_path: Path) -> None:
     executed = notebooks.execute(
         WALKTHROUGH,
         parameters={"sample": True, "epochs": 5, "work_dir": str(tmp_path / "work")},
@@ -92,6 +92,14 @@ def test_walkthrough_trains_compares_calibrates_and_explains(tmp_path: Path) -> 
     assert re.search(r"ECE before calibration 0\.\d+, after 0\.\d+", text), text[-3000:]
     # The attributions point the way removing the words moves the probability.
     assert "attributions point the right way: True" in text, text[-2000:]
+    # The server the notebook started answers as the model does in the notebook's process.
+    assert "served probabilities equal in-process: True" in text, text[-2000:]
+    served = re.search(r"served labels:\s*(\[.*\])", text)[1]
+    assert served == re.search(r"in-process labels:\s*(\[.*\])", text)[1]
+    explained = re.search(r"served explanation: (.*)\nin-process:\s+(.*)\n", text)
+    assert explained and explained[1] == explained[2], text[-2000:]
+    pid = int(re.search(r"process (\d+) stopped: by SIGTERM", text)[1])
+    assert not procs.alive(pid)
     assert not notebooks.warnings_in(executed)
 
 
