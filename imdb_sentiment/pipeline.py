@@ -13,7 +13,7 @@ and run it in your profile namespace. Its steps:
    of the learning rate, epochs and batch size; each trial a TrainJob), waits until Katib says
    it succeeded, and returns the optimal trial's values as the flags the trials passed them by.
 3. `train`: creates the TrainJob of manifests/trainjob.yaml with those flags on `num_nodes`
-   nodes (MultiWorkerMirroredStrategy on the repository's `tensorflow-distributed` runtime),
+   nodes (MultiWorkerMirroredStrategy on the case's `imdb-tensorflow-distributed` runtime),
    waits until Trainer marks it Complete, and copies the model its chief wrote to the
    `models_pvc` volume into the step's Model artifact.
 4. `evaluate`: accuracy, log loss, calibration error and the confusion matrix on the test split.
@@ -35,16 +35,19 @@ is a compile-time setting: `--image`, or the IMDB_SENTIMENT_IMAGE environment va
 image manifests/kustomization.yaml names; the trials, the TrainJob (`training_image`) and the
 InferenceService (`serving_image`) take it as a run parameter whose default is that same image.
 
-What the cluster needs (as in mnist/pipeline.py, plus Katib and Trainer):
-- The `tensorflow-distributed` TrainingRuntime and the `models_pvc` claim in the namespace
-  (`kubectl apply -k imdb_sentiment/manifests` creates both). The train step mounts that claim
-  at /mnt/pvc, as the TrainJob's nodes do, to copy the model out (kfp-kubernetes' mount_pvc).
-- RBAC: the run's ServiceAccount (`default-editor` in a Kubeflow profile, `pipeline-runner` with
-  standalone Kubeflow Pipelines) may create and get Katib `experiments`, Trainer `trainjobs` and
-  KServe `inferenceservices` in the namespace.
+What the cluster needs (as in mnist/pipeline.py, plus Katib and Trainer); `kubectl apply -k
+imdb_sentiment/manifests` creates all of it but the Secret:
+- The `imdb-tensorflow-distributed` TrainingRuntime and the `models_pvc` claim (`imdb-models`,
+  manifests/pvc.yaml) in the namespace. The train step mounts that claim at /mnt/pvc, as the
+  TrainJob's nodes do, to copy the model out (kfp-kubernetes' `mount_pvc`, the one setting that
+  makes the compiled YAML two documents: the pipeline, then its Kubernetes platform spec).
+- RBAC (manifests/rbac.yaml): the run's ServiceAccount (`default-editor` in a Kubeflow profile,
+  `pipeline-runner` with standalone Kubeflow Pipelines) may create and read Katib
+  `experiments`, Trainer `trainjobs` and KServe `inferenceservices` in the namespace.
 - Storage: the InferenceService reads the model from the pipeline's artifact store (SeaweedFS
-  since KFP 2.15, `minio://` URIs handed to KServe as `s3://`) as `serving_account`, which lists
-  a Secret with the store's key pair and endpoint; no credentials live in this repository.
+  since KFP 2.15, `minio://` URIs handed to KServe as `s3://`) as `serving_account`
+  (`imdb-serving`), which lists a Secret with the store's key pair and endpoint
+  (manifests/storage/ makes it from a git-ignored file); no credentials live in this repository.
 """
 
 # No `from __future__ import annotations`: KFP reads the real annotation objects.
