@@ -183,3 +183,73 @@ def test_local_trials_reach_the_table_as_katib_would_report_them() -> None:
     row = cells["trial_table"]([cells["as_katib_trial"](trial)], experiment).iloc[0]
     assert row["val_accuracy"] == trial.objective
     assert (row["learning_rate"], row["epochs"], int(row["batch_size"])) == (0.0031, 3, 32)
+
+
+# Copied from mnist.tests.test_notebooks._Done
+class _Done:
+    """What the Kubernetes client returns for async_req=True: a handle with .get(timeout)."""
+
+    def __init__(self, value: dict) -> None:
+        self.value = value
+
+    def get(self, timeout: float | None = None) -> dict:
+        return self.value
+
+
+# Copied from mnist.tests.test_notebooks._TrainerAPI
+class _TrainerAPI:
+    """The two calls TrainerClient.train makes: read the runtime, create the TrainJob."""
+
+    def __init__(self, runtime: dict) -> None:
+        self.runtime, self.created = runtime, []
+
+    def get_namespaced_custom_object(self, group, version, namespace, plural, name, **kwargs):
+        assert (group, plural, name) == (
+            "trainer.kubeflow.org",
+            "trainingruntimes",
+            self.runtime["metadata"]["name"],
+        )
+        return _Done(self.runtime)
+
+    def create_namespaced_custom_object(self, group, version, namespace, plural, body, **kwargs):
+        self.created.append((namespace, plural, body))
+
+
+# The kubeflow SDK's own pydantic models warn that their class-based config is deprecated.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:kubeflow.*")
+def test_trainer_client_creates_the_manifests_trainjob(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notebook's SDK objects, given to TrainerClient.train as its cluster branch does,
+    create manifests/trainjob.yaml's TrainJob, but for what the SDK cannot say otherwise."""
+    from kubeflow.trainer import KubernetesBackendConfig, TrainerClient
+    from kubeflow.trainer.backends.kubernetes.backend import KubernetesBackend
+    from kubernetes.client import Configuration
+
+    monkeypatch.chdir(REPO_ROOT)
+    parameters = {"cluster": True, "namespace": "team-a", "work_dir": str(tmp_path)}
+    cells = notebooks.run_cells(KUBEFLOW, parameters, through="volume_patch = RuntimePatch(")
+    # No cluster: skip the control-plane version probe and answer the API calls here.
+    monkeypatch.setattr(KubernetesBackend, "verify_backend", lambda self: None)
+    client = TrainerClient(
+        backend_config=KubernetesBackendConfig(
+            namespace="team-a", client_configuration=Configuration()
+        )
+    )
+    client.backend.custom_api = api = _TrainerAPI(cells["runtime"])
+
+    found = client.get_runtime(cells["runtime_ref"]["name"])
+    name = client.train(runtime=found, trainer=cells["trainer"], options=cells["options"])
+
+    assert found.kind.value == "TrainingRuntime" and found.trainer.framework == "tensorflow"
+    ((namespace, plural, created),) = api.created
+    assert (name, namespace, plural) == ("imdb-sentiment", "team-a", "trainjobs")
+    expected = manifests.load(CASE_DIR / "manifests/trainjob.yaml")[0]
+    spec = expected["spec"]
+    # What the SDK does its own way: it names itself as the patch's manager, leaves the
+    # runtimeRef's apiGroup to its default, and sets requests equal to limits.
+    spec["runtimePatches"][0]["manager"] = "trainer.kubeflow.org/kubeflow-sdk"
+    del spec["runtimeRef"]["apiGroup"]
+    spec["trainer"]["resourcesPerNode"]["requests"] = spec["trainer"]["resourcesPerNode"]["limits"]
+    assert created["metadata"] == expected["metadata"]
+    assert created["spec"] == spec
