@@ -87,14 +87,20 @@ def test_train_runs_the_trainjob_with_the_tuned_flags(run: LocalRun) -> None:
     model_dir = run.artifact("train", "model")
     for name in ("model.keras", "calibration.json", "metrics.json", "history.json"):
         assert (model_dir / name).stat().st_size > 0, name  # what imdb_sentiment.serve loads
-    flags = dict(flag.split("=", 1) for flag in run.parameters("tune")["Output"])
+    flags = run.parameters("tune")["Output"]
     history = yaml.safe_load((model_dir / "history.json").read_text())
-    assert len(history["loss"]) == int(flags["--epochs"])  # the tuned epochs, not the manifest's
+    assert len(history["loss"]) == int(dict(f.split("=", 1) for f in flags)["--epochs"])
     logged = run.metadata("train", "metrics")
     assert logged["workers"] == SMOKE["num_nodes"], logged  # both nodes trained it
     assert logged["test_accuracy"] >= CASE_TOML.floor("test_accuracy", "pipeline"), logged
-    log = next((model_dir.parent / "trainjob").rglob("*.log")).read_text()
-    assert f"--learning-rate={flags['--learning-rate']}" in log  # the command node 0 ran
+    # The command node 0 ran (the harness's log starts with it): the smoke TrainJob's, with each
+    # tuned value in place of the manifest's own, once.
+    command = (model_dir.parent / "trainjob" / "logs" / "node-0.log").read_text().splitlines()[0]
+    argv = command.split("imdb_sentiment.train_distributed", 1)[1].split()
+    for flag in flags:
+        assert flag in argv, (flag, argv)
+        assert sum(a.startswith(flag.split("=")[0] + "=") for a in argv) == 1, argv
+    assert "--sample" in argv  # case.toml's smoke form of the TrainJob
 
 
 def test_evaluate_logs_accuracy_calibration_and_a_confusion_matrix(run: LocalRun) -> None:
