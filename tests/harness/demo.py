@@ -590,7 +590,8 @@ def artifact_types(case: Case) -> dict[tuple[str, str], str]:
     """(task, output artifact) -> schema title (system.HTML, ...), from the compiled pipeline."""
     import yaml
 
-    spec = yaml.safe_load((case.path / "manifests" / "pipeline.yaml").read_text())
+    # The pipeline, the first document (a second holds any Kubernetes platform spec).
+    spec = next(yaml.safe_load_all((case.path / "manifests" / "pipeline.yaml").read_text()))
     components = spec.get("components", {})
     dags = [spec.get("root", {}), *components.values()]
     types = {}

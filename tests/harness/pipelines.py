@@ -62,7 +62,9 @@ def compiled_drift(pipeline_func: Callable, committed: Path) -> str | None:
     if not committed.exists():
         return f"{committed} is missing: {regenerate}"
     old = committed.read_text()
-    if yaml.safe_load(old) == yaml.safe_load(fresh):
+    # A pipeline with Kubernetes platform settings (kfp-kubernetes, e.g. a PVC mount) compiles to
+    # two documents: the pipeline, then its platform spec.
+    if list(yaml.safe_load_all(old)) == list(yaml.safe_load_all(fresh)):
         return None
     diff = list(
         difflib.unified_diff(
