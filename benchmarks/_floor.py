@@ -1,13 +1,14 @@
 """The floor of the serving benchmarks: a bare FastAPI endpoint around the same model.
 
-    python -m benchmarks._floor CASE --model-dir DIR --port PORT   # mnist, income_census, ct_scans
+    python -m benchmarks._floor CASE --model-dir DIR --port PORT
+    # CASE: mnist, income_census, ct_scans, imdb_sentiment
 
 What any server must do for a request, and nothing more: read the body, parse it with orjson
 (for the V2 binary-data extension, np.frombuffer after the JSON), build one array or frame (JSON
-numbers: np.asarray, then astype, the faster of the two ways numpy offers), call
-the model exactly as the case's KServe server does (`MnistModel.classify`,
-`IncomeModel.classify`, `CtDenoiser.denoise`), and write the same answer with orjson, under the
-same uvicorn. No validation, no KServe. What the served figures take beyond this one is what
+numbers: np.asarray, then astype, the faster of the two ways numpy offers; text: the strings,
+binary BYTES decoded as UTF-8), call the model exactly as the case's KServe server does
+(`MnistModel.classify`, `IncomeModel.classify`, `CtDenoiser.denoise`,
+`SentimentModel.probabilities`), and write the same answer with orjson, under the same uvicorn. No validation, no KServe. What the served figures take beyond this one is what
 KServe and the case's checks cost; the serving benchmarks print both, from one run.
 
 Routes: POST /v1/models/<name>:predict and /v2/models/<name>/infer (JSON, or the binary-data
@@ -197,7 +198,39 @@ def ct_app(model_dir: Path) -> FastAPI:
     return app
 
 
-APPS = {"mnist": mnist_app, "income_census": income_app, "ct_scans": ct_app}
+def imdb_app(model_dir: Path) -> FastAPI:
+    from imdb_sentiment.model import SentimentModel, label_of
+
+    model = SentimentModel.load(model_dir)
+    for size in (1, 2, 3):  # the server's warm-up: the BiLSTM traced for small batches
+        model.probabilities(["a warm-up review"] * size)
+    app = FastAPI()
+
+    @app.post("/v1/models/{name}:predict")
+    async def v1(name: str, request: Request) -> Response:
+        reviews = orjson.loads(await request.body())["instances"]
+        probabilities = model.probabilities(reviews).tolist()
+        predictions = [{"label": label_of(p), "probability_positive": p} for p in probabilities]
+        return v1_answer({"predictions": predictions})
+
+    @app.post("/v2/models/{name}/infer")
+    async def v2(name: str, request: Request) -> Response:
+        _, values = v2_request(await request.body(), request.headers)[0]["review"]
+        reviews = [v.decode() if isinstance(v, bytes) else v for v in values]
+        probabilities = model.probabilities(reviews)
+        labels = np.asarray([label_of(p) for p in probabilities.tolist()])
+        outputs = [("label", "BYTES", labels), ("probability_positive", "FP64", probabilities)]
+        return v2_answer(name, outputs)
+
+    return app
+
+
+APPS = {
+    "mnist": mnist_app,
+    "income_census": income_app,
+    "ct_scans": ct_app,
+    "imdb_sentiment": imdb_app,
+}
 
 
 def main(argv: list[str] | None = None) -> None:

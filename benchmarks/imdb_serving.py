@@ -1,6 +1,7 @@
-"""The imdb_sentiment model server against the same model in process, for both models.
+"""The imdb_sentiment model server against the same model in process and behind a bare FastAPI
+endpoint, for both models.
 
-    python -m benchmarks imdb_serving      # about 4 minutes on 2 cores
+    python -m benchmarks imdb_serving      # about 5 minutes on 2 cores
 
 Both models are trained once on the sample (the BiLSTM with case.toml's smoke arguments, the
 TF-IDF baseline), each into a temporary folder, and served in turn as
@@ -9,24 +10,27 @@ imdb_sentiment/manifests/inferenceservice.yaml describes, through tests.harness.
 text with its <br /> line breaks):
 
 * `in_process`: `SentimentServer.score` in this process, i.e. SentimentModel.probabilities
-  (the model's own cleaning, the prediction, the calibration), exactly what the server computes
-  per request: the floor of every HTTP row;
+  (the model's own cleaning, the prediction, the calibration), exactly what the server and the
+  floor compute per request;
 * `v1`: POST /v1/models/imdb:predict, `instances` of review strings;
 * `v2`: POST /v2/models/imdb/infer, one BYTES tensor [N] as JSON;
 * `v2_binary`: the same tensor with the binary-data extension (length-prefixed UTF-8);
+* `floor_v1`, `floor_v2`, `floor_v2_binary`: the same three requests to a bare FastAPI endpoint
+  around the same `SentimentModel.probabilities` (benchmarks/_floor.py), which answers what the
+  server answers (labels and calibrated `probability_positive`) with no checks and no KServe;
 * at batch 1 only, `explain_in_process` (explain.explain, one prediction per distinct word of the
   review) and `explain` (POST /v1/models/imdb:explain, the same review).
 
-One client, one request at a time over one keep-alive connection (so requests/s is 1 / mean
-latency, not a throughput under concurrency); request bodies are encoded once beforehand. The
-rows of one batch take turns call by call (benchmarks/_serving.py), MAX_REQUESTS rounds or
-ROUND_SECONDS, after WARMUP untimed rounds, every process on one compute thread as the
-InferenceService's one CPU would be; each HTTP row checks its first answer's labels against the
-model. Each figure is named `<model>_<row>_batch<N>_<metric>` and read against the same figure of
-`in_process` (or `explain_in_process`); `reviews_per_second` is requests/s times the batch.
-
-Not here: a bare FastAPI endpoint around the same model (benchmarks/_floor.py serves the other
-cases' models; imdb_sentiment is not among them yet).
+One keep-alive client per server, one request at a time (so requests/s is 1 / mean latency, not
+a throughput under concurrency); request bodies are encoded once beforehand. The rows of one
+batch take turns call by call (benchmarks/_serving.py), MAX_REQUESTS rounds or ROUND_SECONDS,
+after WARMUP untimed rounds, every process on one compute thread as the InferenceService's one
+CPU would be; each HTTP row checks its first answer's labels against the model. Each figure is
+named `<model>_<row>_batch<N>_<metric>` and read against the same figure of another row: a
+served row against its floor, a floor against `in_process`, `explain` against
+`explain_in_process`; `reviews_per_second` is requests/s times the batch. Besides these,
+`<model>_<protocol>_batch<N>_p50_over_floor` gives the served p50 over the floor's (and, in the
+same line, each over `in_process`), from the same run.
 """
 
 from __future__ import annotations
@@ -54,14 +58,20 @@ SERVER_START_TIMEOUT = 300  # seconds; a loaded machine imports TensorFlow slowl
 NAME = "imdb"  # the InferenceService's model name
 # Each row's figures are read against the same figures of another row, for this reason:
 READ_AGAINST = {
-    "v1": "in_process",
-    "v2": "in_process",
-    "v2_binary": "in_process",
+    "floor_v1": "in_process",
+    "floor_v2": "in_process",
+    "floor_v2_binary": "in_process",
+    "v1": "floor_v1",
+    "v2": "floor_v2",
+    "v2_binary": "floor_v2_binary",
     "explain": "explain_in_process",
 }
 WHY = {
     "in_process": "SentimentModel.probabilities in process, what the server computes",
     "explain_in_process": "explain.explain in process, what the server computes",
+    "floor_v1": "a bare FastAPI endpoint around the same model, V1",
+    "floor_v2": "a bare FastAPI endpoint around the same model, V2 JSON",
+    "floor_v2_binary": "a bare FastAPI endpoint around the same model, V2 binary data",
 }
 
 
@@ -120,8 +130,29 @@ def figures(
         }
 
 
+def ratio_figures(kind: str, rows: dict, batch: int) -> Iterator[dict]:
+    """_serving.ratio_figures for one model: `<model>_<protocol>_batch<N>_p50_over_floor`."""
+    for figure in _serving.ratio_figures(rows, batch, "in_process"):
+        name, against = figure["name"], figure["compared_with"]
+        yield figure | {
+            "name": f"{kind}_{name}",
+            "compared_with": f"{kind}_{against}",
+            "model": kind,
+        }
+
+
+def model_figures(kind: str, rows: dict) -> Iterator[dict]:
+    """Every figure of one model's {(row, batch): summary}, batch by batch: each row read against
+    READ_AGAINST's row, then the served p50s over the floor's."""
+    for batch in BATCHES:
+        for row in sorted(row for row, b in rows if b == batch):
+            against = READ_AGAINST.get(row, row)
+            yield from figures(kind, row, batch, rows[row, batch], against, rows[against, batch])
+        yield from ratio_figures(kind, rows, batch)
+
+
 def measure_model(kind: str, model_dir: Path, workdir: Path, reviews: list[str]) -> dict:
-    """{(row, batch): summary} for one trained model, served and in process."""
+    """{(row, batch): summary} for one trained model: served, behind the floor and in process."""
     import httpx
 
     from imdb_sentiment import explain
@@ -131,10 +162,12 @@ def measure_model(kind: str, model_dir: Path, workdir: Path, reviews: list[str])
     local = SentimentServer(NAME, model_dir)
     local.load()
     rows: dict[tuple[str, int], dict] = {}
-    print(f"imdb_serving: serving the {kind} model ...", file=sys.stderr)
+    print(f"imdb_serving: serving the {kind} model and its floor ...", file=sys.stderr)
     with (
         serve(MANIFEST, workdir=workdir, model_dir=model_dir, timeout=SERVER_START_TIMEOUT) as s,
+        _serving.floor(CASE.name, model_dir, workdir, SERVER_START_TIMEOUT) as floor_url,
         httpx.Client(base_url=s.url, timeout=120) as client,
+        httpx.Client(base_url=floor_url, timeout=120) as floor_client,
     ):
         for batch in BATCHES:
             texts = reviews[:batch]
@@ -143,7 +176,9 @@ def measure_model(kind: str, model_dir: Path, workdir: Path, reviews: list[str])
             calls: dict[str, Callable[[], object]] = {
                 "in_process": lambda texts=texts: local.score(texts)
             }
-            calls |= _serving.endpoint_calls("", client, NAME, sent, label_checks(expected))
+            checks = label_checks(expected)
+            calls |= _serving.endpoint_calls("floor_", floor_client, NAME, sent, checks)
+            calls |= _serving.endpoint_calls("", client, NAME, sent, checks)
             if batch == 1:
                 body = (
                     json.dumps({"instances": texts}).encode(),
@@ -182,6 +217,4 @@ def run() -> Iterator[dict]:
             measured[kind] = measure_model(kind, model_dir, workdir, reviews)
 
     for kind, rows in measured.items():
-        for (row, batch), stats in sorted(rows.items(), key=lambda item: (item[0][1], item[0][0])):
-            against = READ_AGAINST.get(row, row)
-            yield from figures(kind, row, batch, stats, against, rows[against, batch])
+        yield from model_figures(kind, rows)
