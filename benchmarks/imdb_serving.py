@@ -1,7 +1,7 @@
 """The imdb_sentiment model server against the same model in process and behind a bare FastAPI
 endpoint, for both models.
 
-    python -m benchmarks imdb_serving      # about 5 minutes on 2 cores
+    python -m benchmarks imdb_serving      # about 2 to 4 minutes on 2 cores
 
 Both models are trained once on the sample (the BiLSTM with case.toml's smoke arguments, the
 TF-IDF baseline), each into a temporary folder, and served in turn as
