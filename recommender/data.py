@@ -243,9 +243,13 @@ def split_by_user(
     each of test and valid whose share is between 0 and 1 interaction gets one. So a user with 1
     interaction has it in train, with 2 one in train and one in test, with 3 one in each; every
     user with any interaction keeps at least one in train. The three share the id lists.
+
+    The shuffle is NumPy's (seeded), not RecBole's torch one, so the same procedure gives other
+    rows; the figures compare as two draws of the same split compare.
     """
-    if len(ratios) != 3 or min(ratios) < 0 or not np.isclose(sum(ratios), 1.0):
-        raise ValueError(f"ratios must be three shares >= 0 adding up to 1, got {ratios}")
+    if len(ratios) != 3 or min(ratios) < 0 or ratios[0] <= 0:
+        raise ValueError(f"ratios must be three shares >= 0, the first > 0, got {ratios}")
+    ratios = tuple(r / sum(ratios) for r in ratios)  # RecBole normalises them so, too
     rng = np.random.default_rng(seed)
     order = np.argsort(inter.users, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(inter.users[order]) != 0])
