@@ -1,8 +1,8 @@
 """Serve the review classifier and its word attributions with KServe (V1 and Open Inference V2).
 
     python -m imdb_sentiment.serve --model_name imdb --model-dir /tmp/imdb --host 127.0.0.1
-    curl -d @imdb_sentiment/sample/request.json localhost:8080/v1/models/imdb:predict
-    curl -d @imdb_sentiment/sample/request.json localhost:8080/v1/models/imdb:explain
+    curl -H 'Content-Type: application/json' -d @imdb_sentiment/sample/request.json localhost:8080/v1/models/imdb:predict
+    curl -H 'Content-Type: application/json' -d @imdb_sentiment/sample/request.json localhost:8080/v1/models/imdb:explain
 
 --model-dir (KServe's --model_dir also works) holds what `python -m imdb_sentiment.train` (or
 train_distributed) writes: model.keras (the BiLSTM, with its TextVectorization inside, so requests
