@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 MODELS = ("bilstm", "tfidf")
 KERAS_FILE, SKLEARN_FILE, CALIBRATION_FILE = "model.keras", "model.joblib", "calibration.json"
+PREDICT_SLICE = 512  # reviews per Keras call
 # HTML line breaks (`<br />`, `<br/>`, `<br>`, any case) and the punctuation Keras' default
 # standardization strips, in syntax both Python's re and TensorFlow's RE2 read the same way.
 LINE_BREAK = r"(?i)<br\s*/?>"
@@ -245,8 +246,11 @@ class KerasClassifier:
         self.model = model
 
     def raw_probabilities(self, texts: list[str]) -> np.ndarray:
-        batch = np.asarray(texts, dtype=object).reshape(-1, 1)
-        return np.asarray(self.model.predict_on_batch(batch), dtype=np.float64).reshape(-1)
+        # In slices, so 25,000 reviews never make one batch (a server's requests are one slice).
+        slices = [np.asarray(texts[i : i + PREDICT_SLICE], dtype=object).reshape(-1, 1)
+                  for i in range(0, len(texts), PREDICT_SLICE)]  # fmt: skip
+        probs = [self.model.predict_on_batch(batch).reshape(-1) for batch in slices]
+        return np.concatenate(probs).astype(np.float64) if probs else np.zeros(0)
 
 
 class SklearnClassifier:

@@ -357,13 +357,7 @@ def evaluate(
 
     _, (texts, labels) = data.read_reviews(dataset.path)
     classifier = SentimentModel.load(model.path)
-    # In slices, so 25,000 reviews never make one batch; raw and calibrated from one pass.
-    raw = np.concatenate(
-        [
-            classifier.classifier.raw_probabilities(texts[i : i + 500])
-            for i in range(0, len(texts), 500)
-        ]
-    )
+    raw = classifier.classifier.raw_probabilities(texts)  # raw and calibrated from one pass
     probabilities = classifier.calibration(raw)
     predicted = (probabilities >= 0.5).astype(np.int64)
     matrix = np.zeros((2, 2), dtype=np.int64)

@@ -36,6 +36,8 @@ from imdb_sentiment.model import (
     MODELS,
     SKLEARN_FILE,
     Calibration,
+    KerasClassifier,
+    SklearnClassifier,
     add_model_arguments,
     expected_calibration_error,
     log_loss,
@@ -149,11 +151,8 @@ def train_tfidf(args, fit: data.Split, val: data.Split) -> tuple[object, dict, d
 
 def raw_probabilities(model: object, texts: list[str]) -> np.ndarray:
     """P(positive) before calibration, float64 (N,), for either kind of model."""
-    if hasattr(model, "predict_proba"):  # the scikit-learn Pipeline
-        return model.predict_proba(texts)[:, 1]
-    batches = [np.asarray(texts[i : i + 512], dtype=object).reshape(-1, 1)
-               for i in range(0, len(texts), 512)]  # fmt: skip
-    return np.concatenate([model.predict_on_batch(b).reshape(-1) for b in batches]).astype(float)
+    wrapper = SklearnClassifier if hasattr(model, "predict_proba") else KerasClassifier
+    return wrapper(model).raw_probabilities(texts)
 
 
 def evaluate(
