@@ -30,10 +30,10 @@ when it publishes a model), else 1.
 **purchases.npz** is what serve.py needs beside model.keras and mappings.json: every product each
 customer bought (the whole data set, not only the training split: a recommendation must never
 offer what a customer already has) and how many customers bought each product (the fallback for
-a customer the model does not know). `save_purchases` writes it; train.py should call it beside
-`IdMapping.save`. Until it does, this command writes it when the model folder has none, from the
-data the same flags as train.py's choose (`--sample`, `--data-file`, ...), after checking that the
-data's ids are the ones in mappings.json.
+a customer the model does not know). `save_purchases` writes it; train.py and train_distributed.py
+call it beside `IdMapping.save`. For a model folder without one (written before they did), this
+command writes it from the data the same flags as train.py's choose (`--sample`, `--data-file`,
+...), after checking that the data's ids are the ones in mappings.json.
 """
 
 from __future__ import annotations

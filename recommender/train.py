@@ -33,6 +33,7 @@ import numpy as np
 
 from recommender import baselines, data
 from recommender.cli import fail, output_dir, positive_int, seed
+from recommender.export import save_purchases
 from recommender.metrics import evaluate
 from recommender.model import KERAS_FILE, add_model_arguments
 
@@ -160,9 +161,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args.model_dir.mkdir(parents=True, exist_ok=True)
     model.save(args.model_dir / KERAS_FILE)
     data.IdMapping.of(inter).save(args.model_dir)
+    save_purchases(inter, args.model_dir)  # what the server must not offer again
     (args.model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (args.model_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
-    print(f"wrote {KERAS_FILE}, {data.MAPPINGS} and metrics.json to {args.model_dir}", flush=True)
+    print(
+        f"wrote {KERAS_FILE}, {data.MAPPINGS}, purchases.npz and metrics.json to {args.model_dir}",
+        flush=True,
+    )
     report(metrics)
     return metrics
 

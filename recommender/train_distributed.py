@@ -31,6 +31,7 @@ from pathlib import Path
 
 from recommender import baselines, data
 from recommender.cli import fail, non_negative_int, output_dir, positive_int, seed
+from recommender.export import save_purchases
 from recommender.metrics import evaluate
 from recommender.model import KERAS_FILE, add_model_arguments
 from recommender.train import K, named, report, split
@@ -188,6 +189,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         args.model_dir.mkdir(parents=True, exist_ok=True)
         model.save(args.model_dir / KERAS_FILE)
         data.IdMapping.of(inter).save(args.model_dir)
+        save_purchases(inter, args.model_dir)  # what the server must not offer again
         (args.model_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         (args.model_dir / "history.json").write_text(json.dumps(history, indent=2) + "\n")
         print(

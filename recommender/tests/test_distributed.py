@@ -349,7 +349,13 @@ def test_two_nodes_train_one_model_with_identical_weights(
 
     volume = result.workdir / "volumes" / "models"
     written = sorted(p.name for p in (volume / "recommender").iterdir())
-    assert written == ["history.json", "mappings.json", "metrics.json", "model.keras"]
+    assert written == [
+        "history.json",
+        "mappings.json",
+        "metrics.json",
+        "model.keras",
+        "purchases.npz",
+    ]
     assert not list((volume / "checkpoints").rglob("ckpt-*"))  # deleted once training is done
     metrics = json.loads((volume / "recommender" / "metrics.json").read_text())
     assert metrics["workers"] == 2 and one_process["workers"] == 1
