@@ -83,3 +83,28 @@ spec:
     assert houserules.check(secret, IMAGE) == [
         "stringData.password: a literal credential; keep it in a Secret, out of the repository"
     ]
+
+
+def test_a_model_on_a_serving_runtime_counts_as_a_container() -> None:
+    isvc = yaml.safe_load(
+        """
+kind: InferenceService
+metadata: {name: s}
+spec:
+  predictor:
+    model:
+      modelFormat: {name: tensorflow}
+      storageUri: pvc://models/savedmodel
+      resources: {requests: {cpu: 1}, limits: {cpu: 1}}
+      securityContext: {runAsNonRoot: true, allowPrivilegeEscalation: false}
+"""
+    )
+    assert houserules.check(isvc, IMAGE) == []  # the runtime's image is KServe's, not the case's
+    model = isvc["spec"]["predictor"]["model"]
+    del model["resources"]["limits"], model["securityContext"]["runAsNonRoot"]
+    assert houserules.check(isvc, IMAGE) == [
+        "spec.predictor.model: set securityContext.runAsNonRoot: true",
+        "spec.predictor.model: needs resources.limits",
+    ]
+    isvc["spec"]["predictor"]["securityContext"] = {"runAsNonRoot": True}  # the pod's counts
+    assert houserules.check(isvc, IMAGE) == ["spec.predictor.model: needs resources.limits"]

@@ -11,7 +11,9 @@ contract, for every case (`contract.house_rules`).
 
 Where the containers are, by kind: a pod template's `containers` (Jobs, the Training Operator v1
 jobs, Deployments, TrainingRuntimes, Seldon's componentSpecs, a Katib trialSpec); an
-InferenceService's predictor and explainer; a TrainJob's trainer, sized by `resourcesPerNode` and
+InferenceService's predictor and explainer, as `containers` or as a `model` on a serving runtime
+(whose image is the runtime's, named by KServe, so only its security and sizes are the case's);
+a TrainJob's trainer, sized by `resourcesPerNode` and
 secured by the `node` container of its runtimePatches or of its runtime; a SparkApplication's
 driver and executor (`cores`, `coreLimit`, `memory` are its sizes). Seldon's prebuilt explainer
 image (an explainer `containerSpec` naming no command of ours) is not the case's.
@@ -87,6 +89,12 @@ def _containers(doc: Mapping, runtimes: list[Mapping]) -> Iterator[tuple[str, di
         if trial.get("kind") == "TrainJob":
             yield from _trainjob(trial, "spec.trialTemplate.trialSpec.spec.trainer", runtimes)
             return
+    if kind == "InferenceService":
+        # `model` is the container KServe builds from a ServingRuntime: no image of ours.
+        for role, component in (doc.get("spec") or {}).items():
+            if isinstance(component, Mapping) and isinstance(component.get("model"), Mapping):
+                pod_context = component.get("securityContext") or {}
+                yield _sized(f"spec.{role}.model", component["model"], pod_context)
     for where, pod in manifests.find(doc, lambda d: isinstance(d.get("containers"), list)):
         pod_context = pod.get("securityContext") or {}
         for i, container in enumerate(pod["containers"]):
