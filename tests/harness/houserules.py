@@ -30,7 +30,8 @@ from tests.harness import manifests, trainer
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|(^|_)(API_|ACCESS_)?KEY$", re.I)
 SECRET_KEYS = {"password", "token", "aws_secret_access_key", "aws_access_key_id", "secretkey"}
 NOT_WORKLOADS = {"Kustomization", "Component", "PersistentVolumeClaim", "ServiceAccount", "Role",
-                 "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Service"}  # fmt: skip
+                 "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ConfigMap", "Service",
+                 "VirtualService"}  # fmt: skip
 
 
 def check_file(path: Path, image: str, root: Path) -> list[str]:

@@ -43,6 +43,7 @@ from tests.harness.schemas import (
     Obj,
     Ref,
     Scalar,
+    istio,
     kustomize,
     seldon,
     spark,
@@ -514,6 +515,8 @@ _KINDS: dict[str, _Kind] = {
     "InferenceService": _Kind("serving.kserve.io/v1beta1", Ref("V1beta1InferenceService")),
     "SeldonDeployment": _Kind("machinelearning.seldon.io/v1", seldon.SELDON_DEPLOYMENT),
     "SparkApplication": _Kind("sparkoperator.k8s.io/v1beta2", spark.SPARK_APPLICATION),
+    # Istio routes traffic on Kubeflow: a weighted split across InferenceServices in Standard mode.
+    "VirtualService": _Kind("networking.istio.io/v1", istio.VIRTUAL_SERVICE),
     "Secret": _Kind("v1", Ref("V1Secret"), ("metadata",)),
     "ConfigMap": _Kind("v1", Ref("V1ConfigMap"), ("metadata",)),
     "Service": _Kind("v1", Ref("V1Service")),
