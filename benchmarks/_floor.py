@@ -1,14 +1,15 @@
 """The floor of the serving benchmarks: a bare FastAPI endpoint around the same model.
 
     python -m benchmarks._floor CASE --model-dir DIR --port PORT
-    # CASE: mnist, income_census, ct_scans, imdb_sentiment
+    # CASE: mnist, income_census, ct_scans, imdb_sentiment, recommender
 
 What any server must do for a request, and nothing more: read the body, parse it with orjson
 (for the V2 binary-data extension, np.frombuffer after the JSON), build one array or frame (JSON
 numbers: np.asarray, then astype, the faster of the two ways numpy offers; text: the strings,
 binary BYTES decoded as UTF-8), call the model exactly as the case's KServe server does
 (`MnistModel.classify`, `IncomeModel.classify`, `CtDenoiser.denoise`,
-`SentimentModel.probabilities`), and write the same answer with orjson, under the same uvicorn. No validation, no KServe. What the served figures take beyond this one is what
+`SentimentModel.probabilities`, `RecommenderServer.recommend`), and write the same answer with
+orjson, under the same uvicorn. No validation, no KServe. What the served figures take beyond this one is what
 KServe and the case's checks cost; the serving benchmarks print both, from one run.
 
 Routes: POST /v1/models/<name>:predict and /v2/models/<name>/infer (JSON, or the binary-data
@@ -225,11 +226,49 @@ def imdb_app(model_dir: Path) -> FastAPI:
     return app
 
 
+def recommender_app(model_dir: Path) -> FastAPI:
+    from recommender.serve import RecommenderServer
+
+    model = RecommenderServer("recommender", model_dir)
+    model.load()
+    app = FastAPI()
+
+    @app.post("/v1/models/{name}:predict")
+    async def v1(name: str, request: Request) -> Response:
+        instances = orjson.loads(await request.body())["instances"]
+        customers = [i["customer"] for i in instances]
+        ns = [i.get("n", model.top_n) for i in instances]
+        answers = model.recommend(customers, ns)
+        return v1_answer({"predictions": answers, "model_version": model.version})
+
+    @app.post("/v2/models/{name}/infer")
+    async def v2(name: str, request: Request) -> Response:
+        inputs, _ = v2_request(await request.body(), request.headers)
+        customers = [c.decode() if isinstance(c, bytes) else c for c in inputs["customer"][1]]
+        n = int(np.ravel(inputs["n"][1])[0]) if "n" in inputs else model.top_n
+        answers = model.recommend(customers, [n] * len(customers))
+        products = np.full((len(answers), n), "", dtype=object)  # rows padded as the server's
+        scores = np.zeros((len(answers), n))
+        for row, found in enumerate(answers):
+            products[row, : len(found["products"])] = found["products"]
+            scores[row, : len(found["scores"])] = found["scores"]
+        outputs = [
+            ("products", "BYTES", products),
+            ("scores", "FP64", scores),
+            ("count", "INT64", np.array([len(a["products"]) for a in answers])),
+            ("fallback", "BOOL", np.array([a["fallback"] for a in answers])),
+        ]
+        return v2_answer(name, outputs, model_version=model.version)
+
+    return app
+
+
 APPS = {
     "mnist": mnist_app,
     "income_census": income_app,
     "ct_scans": ct_app,
     "imdb_sentiment": imdb_app,
+    "recommender": recommender_app,
 }
 
 
