@@ -122,7 +122,7 @@ def update_data(
     text = source.read_text(encoding="utf-8")
     inter = data.parse_transactions(text, str(source))  # checks the format, line by line
 
-    frozen = Path(store) / "holdout.csv"
+    frozen = Path(store).expanduser() / "holdout.csv"
     if frozen.is_file():
         status = "frozen earlier"
     else:  # the first run of this store: freeze the test part of RecBole's split
@@ -258,12 +258,16 @@ def train(
         written = claim / folder / "model"
     else:
         from tests.harness import jobs, manifests
-        from tests.harness.containers import PathMap
+        from tests.harness.containers import PathMap, mount_volumes
         from tests.harness.trainer import runtimes_beside
 
         manifests.check(job)
         workdir = Path(model.path).parent / "trainjob"
         paths = PathMap(workdir)
+        # The claim's host folder, as the harness will mount it for the nodes, to put the data in.
+        patch = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]
+        pod = patch["replicatedJobs"][0]["template"]["spec"]["template"]["spec"]
+        mount_volumes(pod, pod["containers"][0], paths)
         data_file = paths.host(f"/mnt/pvc/{folder}/transactions.csv")
         data_file.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(transactions.path, data_file)
@@ -349,10 +353,10 @@ def evaluate(
     figures = {}
     candidate = rank(scores_of(Path(model.path)), seen, test, 10)
     figures["candidate"] = candidate
-    pointer = Path(store) / "CHAMPION"
+    pointer = Path(store).expanduser() / "CHAMPION"
     champion_version = pointer.read_text().strip() if pointer.is_file() else ""
     if champion_version:
-        champion_dir = Path(store) / "versions" / champion_version
+        champion_dir = Path(store).expanduser() / "versions" / champion_version
         figures["champion"] = rank(scores_of(champion_dir), seen, test, 10)
     for who, values in figures.items():
         for name, value in values.items():
@@ -409,11 +413,11 @@ def publish(
         raise ValueError(f"traffic_steps must rise to 100 in percent, got {traffic_steps}")
 
     # The next version: one more than any the store holds (a failed rollout's folder included).
-    versions = Path(store) / "versions"
+    versions = Path(store).expanduser() / "versions"
     versions.mkdir(parents=True, exist_ok=True)
     taken = [int(p.name) for p in versions.iterdir() if p.name.isdigit()]
     version = max(taken, default=0) + 1
-    pointer = Path(store) / "CHAMPION"
+    pointer = Path(store).expanduser() / "CHAMPION"
     champion = pointer.read_text().strip() if pointer.is_file() else ""
     partial = versions / f".{version}.{os.getpid()}"
     shutil.copytree(model.path, partial)
@@ -470,7 +474,7 @@ def publish(
                 if err.status != 404:
                     raise
         else:  # a laptop: the route the previous local run left
-            kept = Path(store) / "rollout" / "virtualservice.yaml"
+            kept = Path(store).expanduser() / "rollout" / "virtualservice.yaml"
             current = yaml.safe_load(kept.read_text()) if kept.is_file() else None
         live = None  # the slot serving the champion
         if current and champion:
@@ -566,7 +570,7 @@ def publish(
                 time.sleep(step_seconds)  # the new version serves this share for a while
     else:  # a laptop: keep the route as the cluster would hold it now
         if deployment_mode == "Standard":
-            kept = Path(store) / "rollout" / "virtualservice.yaml"
+            kept = Path(store).expanduser() / "rollout" / "virtualservice.yaml"
             kept.parent.mkdir(parents=True, exist_ok=True)
             kept.write_text(yaml.safe_dump(stages[-1][0][-1], sort_keys=False))
         print(f"rendered {len(documents)} objects in {len(stages)} stages (no cluster)")
