@@ -76,7 +76,7 @@ def without_sizes(doc: Mapping) -> dict:
     """The Experiment less what a smoke form may change: trial counts, nodes, sizes."""
     doc = copy.deepcopy(dict(doc))
     spec = doc["spec"]
-    for key in ("maxTrialCount", "parallelTrialCount"):
+    for key in ("maxTrialCount", "parallelTrialCount", "maxFailedTrialCount"):
         spec.pop(key, None)
     job = spec["trialTemplate"]["trialSpec"]
     if job["kind"] == "TrainJob":
@@ -113,6 +113,17 @@ def test_the_smoke_form_is_the_cluster_experiment_but_for_sizes(path: Path) -> N
     if path == EXPERIMENT:
         assert smoke["spec"]["trialTemplate"]["trialSpec"]["spec"]["trainer"]["numNodes"] == 1
         assert smoke["spec"]["parallelTrialCount"] == smoke["spec"]["maxTrialCount"] > 1
+
+
+@pytest.mark.parametrize("path", [EXPERIMENT, LEGACY], ids=["trainjob", "tfjob"])
+def test_the_trial_counts_are_ones_katib_accepts(path: Path) -> None:
+    # Katib 0.19's Experiment webhook (pkg/webhook/v1beta1/experiment/validator/validator.go)
+    # refuses parallelTrialCount or maxFailedTrialCount above maxTrialCount; the harness would
+    # run either, so a smoke form applied to a cluster would be refused there first.
+    for doc in (manifests.load(path)[0], smoke_form(path)):
+        spec = doc["spec"]
+        assert 0 < spec["parallelTrialCount"] <= spec["maxTrialCount"], spec
+        assert 0 <= spec["maxFailedTrialCount"] <= spec["maxTrialCount"], spec
 
 
 # Copied from mnist.tests.test_katib.test_katib_collects_metrics_from_the_container_the_runtime_runs
