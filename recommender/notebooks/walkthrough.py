@@ -226,7 +226,10 @@ for ax in (left, right):
     ax.grid(alpha=0.3)
 fig.tight_layout()
 plt.show()
-pd.DataFrame(history, index=pd.Index(epochs_axis, name="epoch")).round(4)
+
+# %%
+history_table = pd.DataFrame(history, index=pd.Index(epochs_axis, name="epoch"))
+history_table.round(4)
 
 # %% [markdown]
 # After the first epoch the model ranks about as well as popularity: the embeddings start
