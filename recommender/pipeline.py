@@ -46,7 +46,8 @@ waits for them. On a laptop the same pipeline runs with `kfp.local.SubprocessRun
 use_venv=False)` (recommender/tests/test_pipeline.py) from the repository root: the train step
 hands the very same TrainJob to the repository's test harness (tests/harness), which runs its
 nodes as processes on 127.0.0.1, and publish writes what it would apply, stage by stage, into its
-`rollout` artifact. `store` is then any folder (`/mnt/pvc/store` on the claim by default).
+`rollout` artifact. `store` is then any folder (`~` is expanded; `/mnt/pvc/store` on the claim
+by default; case.toml's demo arguments use one in ~/.cache).
 
 `schedule(client)` (below) makes the recurring run the book had: every 30 minutes, at most one at
 a time, no catching up on missed runs; the kubeflow notebook calls it.
@@ -60,8 +61,8 @@ manifests/kustomization.yaml names); the TrainJob (`training_image`) and the Inf
 What the cluster needs; `kubectl apply -k recommender/manifests` creates it:
 - The `recommender-tensorflow-distributed` TrainingRuntime and the claim `recommender-models`
   (manifests/pvc.yaml), which holds the data, the store and the TrainJobs' models; every step
-  but evaluate's scoring mounts it at /mnt/pvc (kfp-kubernetes' `mount_pvc`, which makes the
-  compiled YAML two documents: the pipeline, then its Kubernetes platform spec).
+  mounts it at /mnt/pvc (kfp-kubernetes' `mount_pvc`, which makes the compiled YAML two
+  documents: the pipeline, then its Kubernetes platform spec).
 - RBAC (manifests/rbac.yaml): the run's ServiceAccount may create and read TrainJobs,
   InferenceServices and Istio VirtualServices in the namespace.
 """

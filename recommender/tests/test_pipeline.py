@@ -4,12 +4,13 @@ server, and schedule() against a fake kfp.Client.
 
     .venv/bin/python -m pytest recommender/tests/test_pipeline.py -q
 
-Three local runs (kfp.local SubprocessRunner, one subprocess per task; about 65 s here) into one
-fresh store, with case.toml's [smoke.pipeline] arguments on the sample and one node:
+Three local runs (kfp.local SubprocessRunner, one subprocess per task; about 45 s of CPU, 60 s
+on an idle machine here) into one fresh store, with case.toml's [smoke.pipeline] arguments on
+the sample and one node:
 1. the first freezes the holdout and, with no champion, publishes version 1;
 2. `worse` (1 epoch at a tiny step) trains a candidate below the champion: nothing is published
    and version 1 keeps serving;
-3. `better` (6 epochs) beats it: version 2 is published and rolled out to the other slot in
+3. `better` (4 epochs) beats it: version 2 is published and rolled out to the other slot in
    steps of 10, 50 and 100 percent.
 After each run the model the store names is loaded with serve.py's server, which must answer
 with that version.
@@ -143,7 +144,7 @@ def test_a_better_candidate_becomes_version_2(runs: Runs) -> None:
     # The train step's TrainJob trained on the step's data with the run's flags.
     command = run.artifact("train", "model").parent / "trainjob" / "logs" / "node-0.log"
     argv = command.read_text().splitlines()[0].split("recommender.train_distributed", 1)[1]
-    assert "--epochs=6" in argv.split() and "--data-file=" in argv
+    assert f"--epochs={SMOKE['better']['epochs']}" in argv.split() and "--data-file=" in argv
 
 
 def isvc_model(isvc: dict) -> str:
