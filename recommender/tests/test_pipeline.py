@@ -448,3 +448,104 @@ def test_the_cli_compiles_with_another_image(tmp_path: Path) -> None:
     parameters = spec["root"]["inputDefinitions"]["parameters"]
     assert parameters["training_image"]["defaultValue"] == image
     assert parameters["serving_image"]["defaultValue"] == image
+
+
+def update(tmp_path: Path, source: Path, store: Path, name: str) -> tuple[Path, Path, dict]:
+    """Call the update-data component as its pod would; (training data, holdout, metadata)."""
+    out = tmp_path / name
+    out.mkdir()
+    transactions = dsl.Dataset(name="transactions", uri=str(out / "transactions"))
+    holdout = dsl.Dataset(name="holdout", uri=str(out / "holdout"))
+    pipeline.update_data.python_func(
+        sample=True,  # data_file wins over it
+        data_file=str(source),
+        data_dir=str(tmp_path / "cache"),
+        store=str(store),
+        holdout_seed=42,
+        transactions=transactions,
+        holdout=holdout,
+    )
+    return Path(transactions.uri), Path(holdout.uri), holdout.metadata
+
+
+def test_refreshed_data_keeps_the_holdout_frozen_and_out_of_training(tmp_path: Path) -> None:
+    """A later export with new customers and purchases: the holdout stays as the first run froze
+    it, and none of its pairs reach the training data, even bought again."""
+    first = tmp_path / "export-1.csv"
+    first.write_text(data.SAMPLE.read_text())
+    store = tmp_path / "store"
+    _, frozen, meta = update(tmp_path, first, store, "run-1")
+    assert meta["status"] == "frozen by this run"
+    held = data.read_transactions(frozen)
+    customer, product = sorted(pairs(held))[0]
+    refreshed = tmp_path / "export-2.csv"
+    # A new customer, and a held-out pair bought again.
+    refreshed.write_text(
+        first.read_text() + f"new-customer,1|2|3\n{customer},{product}|{product}\n"
+    )
+    training, again, meta = update(tmp_path, refreshed, store, "run-2")
+    assert meta["status"] == "frozen earlier"
+    assert again.read_bytes() == frozen.read_bytes()
+    fit = data.read_transactions(training)
+    assert "new-customer" in fit.user_ids
+    assert not pairs(fit) & pairs(held)
+
+
+def test_train_creates_the_trainjob_on_the_claim_and_copies_the_chiefs_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claim = tmp_path / "claim"  # the models claim, as the step's pod mounts it
+    created: list[dict] = []
+
+    class Trainer:
+        def create_namespaced_custom_object(self, group, version, namespace, plural, body):
+            assert (group, version, namespace, plural) == (
+                "trainer.kubeflow.org",
+                "v1alpha1",
+                "team-a",
+                "trainjobs",
+            )
+            args = body["spec"]["trainer"]["args"]
+            flag = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if "=" in a}
+            # The data is on the claim where the nodes will read it.
+            assert (claim / flag["--data-file"].removeprefix("/mnt/pvc/")).read_text() == "csv"
+            written = claim / flag["--model-dir"].removeprefix("/mnt/pvc/")
+            written.mkdir(parents=True)
+            (written / "model.keras").write_text("weights")
+            (written / "metrics.json").write_text('{"test_ndcg_at_10": 0.3, "workers": 3}')
+            created.append(body)
+
+        def get_namespaced_custom_object(self, group, version, namespace, plural, name):
+            return {"status": {"conditions": [{"type": "Complete", "status": "True"}]}}
+
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda: None)
+    monkeypatch.setattr(kubernetes.client, "CustomObjectsApi", Trainer)
+    (tmp_path / "transactions").write_text("csv")
+    metrics = dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"))
+    pipeline.train.python_func(
+        transactions=dsl.Dataset(name="transactions", uri=str(tmp_path / "transactions")),
+        num_nodes=3,
+        epochs=20,
+        batch_size=256,
+        learning_rate=0.002,
+        namespace="team-a",
+        training_image="registry.example.com/recommender:2",
+        timeout=60,
+        pvc_mount=str(claim),
+        model=dsl.Model(name="model", uri=str(tmp_path / "model")),
+        metrics=metrics,
+    )
+    (job,) = created
+    assert job["metadata"]["name"].startswith(TRAINJOB["metadata"]["name"] + "-")
+    assert manifests.validate(job) == []
+    trainer = job["spec"]["trainer"]
+    assert trainer["numNodes"] == 3 and {"name": "TF_NUM_NODES", "value": "3"} in trainer["env"]
+    assert trainer["image"] == "registry.example.com/recommender:2"
+    args = trainer["args"]
+    assert args[:3] == TRAINJOB["spec"]["trainer"]["args"][:3]
+    assert {"--epochs=20", "--batch-size=256", "--learning-rate=0.002"} <= set(args)
+    assert sum(a.startswith("--epochs=") for a in args) == 1
+    assert (tmp_path / "model" / "model.keras").read_text() == "weights"
+    assert metrics.metadata == {"test_ndcg_at_10": 0.3, "workers": 3}
+    assert job["spec"]["runtimePatches"] == TRAINJOB["spec"]["runtimePatches"]
