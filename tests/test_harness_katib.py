@@ -31,9 +31,16 @@ def container(doc: dict) -> dict:
     return doc["spec"]["trialTemplate"]["trialSpec"]["spec"]["template"]["spec"]["containers"][0]
 
 
+def printed(trial: katib.Trial) -> str:
+    """What the trial script printed: under the StdOut collector Katib's wrapping sends it to the
+    metrics file, not to the container's log."""
+    assert trial.metrics_log is not None, trial.message
+    return trial.metrics_log.read_text()
+
+
 def received(trial: katib.Trial) -> dict:
     """What the trial script printed it was given."""
-    line = next(x for x in trial.job.primary().log().splitlines() if x.startswith("received "))
+    line = next(x for x in printed(trial).splitlines() if x.startswith("received "))
     return json.loads(line.removeprefix("received "))
 
 
@@ -100,7 +107,7 @@ def test_optimal_trial_is_the_best_and_got_its_parameters(tmp_path: Path) -> Non
             "units": int(trial.parameters["units"]),
             "optimizer": trial.parameters["optimizer"],
         }
-        assert f'"--trial-name={trial.name}"' in trial.job.primary().log()
+        assert f'"--trial-name={trial.name}"' in printed(trial)
         # The default strategy of a maximised objective is max (epoch 2), not latest (epoch 3).
         accuracy = trial.metrics["accuracy"]
         assert (
@@ -321,15 +328,22 @@ def test_tfjob_trials_run_through_jobs(tmp_path: Path) -> None:
     assert result.succeeded and result.reason == "ExperimentMaxTrialsReached"
     for trial in result.trials:
         assert trial.status == "Succeeded" and trial.job.kind == "TFJob"
-        # The collector read the chief's log, as Katib's sidecar watches the primary pod.
+        # Katib wrapped the chief (job-role=master) alone: its output went to the metrics file
+        # the collector read; the worker's went to its own log.
         assert trial.job.primary().replica_type == "Chief"
         assert trial.objective == pytest.approx(expected_accuracy(trial.parameters))
+        assert "accuracy=" in printed(trial)
+        chief, worker = trial.job.replica("Chief", 0).log(), trial.job.replica("Worker", 0).log()
+        assert "accuracy=" not in chief and " -c " in chief.splitlines()[0]
+        assert " -c " not in worker.splitlines()[0]  # the worker ran its own command
 
 
 # --- run_smoke: a case's Experiment in smoke form ------------------------------------------------
 
 # A runtime of the case's own, beside the Experiment, whose entry point runs the TrainJob's args
 # only if a variable of its own is there: a trial on it succeeds only when run_smoke found it.
+# Its entry point is shaped to survive Katib's wrapping (`sh -c`, kept as Katib's shell; a script
+# whose last line takes what Katib appends): see UNWRAPPABLE_ENTRY_POINT below.
 OWN_RUNTIME = """
 apiVersion: trainer.kubeflow.org/v1alpha1
 kind: TrainingRuntime
@@ -352,7 +366,7 @@ spec:
                   containers:
                     - name: node
                       image: example.org/own:1
-                      command: [/bin/sh, -c, 'test "$FROM_OWN" = yes && exec "$@"', own]
+                      command: [sh, -c, 'test "$FROM_OWN" = yes && run() { if [ "$1" = own ]; then shift; fi; "$@"; } && run "$@"', own]
                       env:
                         - name: FROM_OWN
                           value: "yes"
@@ -442,3 +456,133 @@ def test_outside_search_space_names_each_value_the_space_does_not_hold() -> None
         "other: optimizer=lbfgs is outside categorical ['sgd', 'adam']",
         "missing: got ['lr', 'units'], the space has ['lr', 'optimizer', 'units']",
     ]
+
+
+# --- Katib's pod webhook: the primary container runs Katib's wrapped command ---------------------
+
+SCORE = "python -m tests.fixtures.katib.score"
+FLAGS = (
+    "--lr=${trialParameters.learningRate} --units=${trialParameters.units} "
+    "--optimizer=${trialParameters.optimizer}"
+)
+
+
+def one_trial(tmp_path: Path, command: list[str], **spec: object) -> katib.Trial:
+    doc = experiment(maxTrialCount=1, parallelTrialCount=1, maxFailedTrialCount=1, **spec)
+    container(doc)["command"] = command
+    (trial,) = katib.run_experiment(doc, workdir=tmp_path).trials
+    return trial
+
+
+def test_katib_command_is_the_webhooks_rewrite() -> None:
+    # pkg/webhook/v1beta1/pod/utils.go, wrapWorkerContainer: joined with spaces, unquoted.
+    mark = "&& echo completed > /var/log/katib/$$.pid"
+    assert katib.katib_command(
+        ["python", "-c", "print('a b')"], "StdOut", katib.DEFAULT_METRICS_FILE
+    ) == [
+        "sh",
+        "-c",
+        f"python -c print('a b') 1>/var/log/katib/metrics.log 2>&1 {mark}",
+    ]
+    # The container's own `sh -c` / `bash -c` stays the shell; `/bin/sh` is not those words.
+    for shell in ("sh", "bash"):
+        assert katib.katib_command([shell, "-c", "echo a", "x"], "StdOut", "/m/f.log") == [
+            shell,
+            "-c",
+            "echo a x 1>/m/f.log 2>&1 && echo completed > /m/$$.pid",
+        ]
+    assert katib.katib_command(["/bin/sh", "-c", "echo a"], "File", "/m/f.log") == [
+        "sh",
+        "-c",
+        "/bin/sh -c echo a && echo completed > /m/$$.pid",  # File: the program writes the file
+    ]
+
+
+def test_metrics_come_from_the_wrapped_commands_file(tmp_path: Path) -> None:
+    trial = one_trial(tmp_path, ["sh", "-c", f'echo "trial $KATIB_TRIAL_NAME"; {SCORE} {FLAGS}'])
+    assert trial.status == "Succeeded", trial.message
+    assert trial.objective == pytest.approx(expected_accuracy(trial.parameters))
+    # The program's output went to Katib's metrics file (the trial's /var/log/katib), not the
+    # pod's log: the redirect follows the last command only, so the echo before it did not.
+    # The trial's name reached the container; the shell marked itself completed.
+    assert trial.metrics_log == trial.workdir / "fs/var/log/katib/metrics.log"
+    log = trial.job.primary().log()
+    assert "accuracy=" in printed(trial) and "accuracy=" not in log
+    assert f"trial {trial.name}\n" in log and "trial " not in printed(trial)
+    (mark,) = (trial.workdir / "fs/var/log/katib").glob("*.pid")
+    assert mark.stem.isdigit() and mark.read_text() == "completed\n"
+
+
+def test_a_quoted_argument_with_spaces_breaks_as_on_katib(tmp_path: Path) -> None:
+    program = "print('accuracy=0.9 loss=0.1')"
+    trial = one_trial(tmp_path / "katib", ["python", "-c", program])
+    # Joined unquoted, the program is no longer one argument: the shell cannot even parse it.
+    assert trial.status == "Failed" and trial.job.primary().exit_codes == [2], trial.message
+    assert "syntax error" in trial.job.primary().log().lower() and trial.metrics_log is None
+    # The same container, run as it is (no Katib), succeeds: the wrapping alone breaks it.
+    doc = experiment()
+    container(doc)["command"] = ["python", "-c", program]
+    doc["spec"]["trialTemplate"]["trialSpec"]["metadata"] = {"name": "plain"}
+    assert run_job(doc["spec"]["trialTemplate"]["trialSpec"], workdir=tmp_path / "plain").succeeded
+
+
+def test_a_leading_sh_c_is_kept_but_not_a_leading_bin_sh(tmp_path: Path) -> None:
+    kept = one_trial(tmp_path / "sh", ["sh", "-c", f"{SCORE} {FLAGS}"])
+    assert kept.status == "Succeeded", kept.message
+    # `/bin/sh -c python -m ...` inside Katib's shell runs a bare `python` (the rest are its $0
+    # and arguments): no metrics.
+    lost = one_trial(tmp_path / "bin-sh", ["/bin/sh", "-c", f"{SCORE} {FLAGS}"])
+    assert lost.status == "MetricsUnavailable", lost.message
+
+
+def test_a_command_that_ends_the_shell_before_the_mark_fails(tmp_path: Path) -> None:
+    # `exec` replaces Katib's shell: the output reaches the file but the completion mark is never
+    # written, so Katib's collector fails the pod.
+    trial = one_trial(tmp_path, ["sh", "-c", f"exec {SCORE} {FLAGS}"])
+    assert trial.status == "Failed" and "completed" in trial.message, trial.message
+    assert "accuracy=" in printed(trial)
+
+
+def test_a_pod_without_the_primary_container_is_refused(tmp_path: Path) -> None:
+    doc = experiment(maxTrialCount=1, parallelTrialCount=1, maxFailedTrialCount=1)
+    doc["spec"]["trialTemplate"]["primaryContainerName"] = "trainer"
+    (trial,) = katib.run_experiment(doc, workdir=tmp_path).trials
+    assert trial.status == "Failed" and trial.job is None
+    assert "unable to find primary container 'trainer'" in trial.message
+
+
+def test_primary_pod_labels_choose_the_wrapped_pod(tmp_path: Path) -> None:
+    doc = yaml.safe_load((FIXTURES / "tfjob-experiment.yaml").read_text())
+    doc["spec"]["maxTrialCount"] = 1
+    doc["spec"]["tfReplicaSpecs"] = None
+    job = doc["spec"]["trialTemplate"]["trialSpec"]["spec"]
+    job["successPolicy"] = "AllWorkers"
+    job["tfReplicaSpecs"].pop("Chief")  # worker 0 then has job-role=master
+    doc["spec"].pop("tfReplicaSpecs")
+    job["tfReplicaSpecs"]["Worker"]["replicas"] = 2
+    (default,) = katib.run_experiment(doc, workdir=tmp_path / "default").trials
+    assert default.status == "Succeeded", default.message
+    logs = [default.job.replica("Worker", i).log() for i in (0, 1)]
+    assert "accuracy=" not in logs[0] and "accuracy=" in logs[1]
+    doc["spec"]["trialTemplate"]["primaryPodLabels"] = {"training.kubeflow.org/replica-index": "1"}
+    (chosen,) = katib.run_experiment(doc, workdir=tmp_path / "chosen").trials
+    assert chosen.status == "Succeeded", chosen.message
+    logs = [chosen.job.replica("Worker", i).log() for i in (0, 1)]
+    assert "accuracy=" in logs[0] and "accuracy=" not in logs[1]
+
+
+# The entry point OWN_RUNTIME had before: `exec "$@"` of a /bin/sh script given its arguments.
+# Katib joins it into one line, so the script's words and the TrainJob's args run in Katib's own
+# shell (kubeflow/katib#1736): every trial on such a runtime fails on a cluster, and here.
+UNWRAPPABLE_ENTRY_POINT = """[/bin/sh, -c, 'test "$FROM_OWN" = yes && exec "$@"', own]"""
+
+
+def test_a_runtime_entry_point_katib_cannot_wrap_fails_its_trials(tmp_path: Path) -> None:
+    case = smoke_case(tmp_path, '"spec.maxTrialCount" = 1\n"spec.parallelTrialCount" = 1\n')
+    runtime = case.path / "manifests/runtime.yaml"
+    text = runtime.read_text()
+    start = text.index("command: ") + len("command: ")
+    runtime.write_text(text[:start] + UNWRAPPABLE_ENTRY_POINT + text[text.index("\n", start) :])
+    result = katib.run_smoke(case, workdir=tmp_path / "run", timeout=120)
+    (trial,) = result.trials
+    assert trial.status == "Failed" and trial.job.kind == "TrainJob", trial.message

@@ -28,12 +28,14 @@ def run_batch_job(
     paths: PathMap | None = None,
     container_name: str = "",
     cancel: threading.Event | None = None,
+    wrap: operators.WrapCommand | None = None,
 ) -> JobResult:
     """Run a batch/v1 Job's pod as one local process, retrying up to backoffLimit as Kubernetes.
 
     restartPolicy Never makes a new pod per attempt, so each attempt gets its own log
     (logs/pod-<attempt>.log) and the result's log is the last pod's; OnFailure restarts the
     container in the same pod, so attempts append to one log. Only the primary container runs.
+    wrap: as in `jobs.run_job`, for the Job's one pod (replica "Pod" 0).
     """
     name = doc.get("metadata", {}).get("name", "job")
     spec = doc.get("spec", {})
@@ -48,7 +50,9 @@ def run_batch_job(
     workdir.mkdir(parents=True, exist_ok=True)
     paths = paths or PathMap(workdir=workdir)
     mount_volumes(pod, container, paths)
-    argv = local_argv(container, paths)
+    the_pod = operators.Replica("Pod", 0, container, pod, restart)
+    wrapped = wrap(the_pod, operators.pod_labels(doc, the_pod), paths) if wrap else None
+    argv = wrapped or local_argv(container, paths)
     proc_env = local_env(container, paths, env)
     cwd = local_cwd(container, paths)
 

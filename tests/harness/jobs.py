@@ -98,6 +98,7 @@ def run_job(
     kill_after: KillAfter | None = None,
     runtimes: Iterable[Mapping] = (),
     cancel: threading.Event | None = None,
+    wrap: operators.WrapCommand | None = None,
 ) -> JobResult:
     """Run the job to its end and report it as the operator would; never leaves a process behind.
 
@@ -107,19 +108,22 @@ def run_job(
     kill_after: fault injection, see the module docstring.
     cancel: when set, the job is stopped and reported with reason "Cancelled" (Katib uses it
     to stop running trials once the goal is reached).
+    wrap: called once per replica before anything starts, with the replica, its pod's labels
+    (`operators.pod_labels`) and `paths`; the argv it returns replaces the container's command
+    (Katib's metrics collector wraps the primary container so), None keeps it.
     """
     workdir = Path(workdir)
     if doc.get("kind") == "Job":
         if kill_after:
             raise ValueError("kill_after applies to training jobs, not a batch/v1 Job")
         return batch.run_batch_job(
-            doc, workdir=workdir, timeout=timeout, env=env, paths=paths, cancel=cancel
+            doc, workdir=workdir, timeout=timeout, env=env, paths=paths, cancel=cancel, wrap=wrap
         )
     workdir.mkdir(parents=True, exist_ok=True)
     paths = paths or PathMap(workdir)
     kind = operators.kind_of(doc)
     runtime = trainer.resolve(doc, runtimes) if kind == "TrainJob" else None
-    slots = _prepare(doc, workdir, paths, env or {}, kill_after or {}, runtime)
+    slots = _prepare(doc, workdir, paths, env or {}, kill_after or {}, runtime, wrap)
     job = _Runner(doc, kind, slots, _limits(doc, kind, runtime))
     started = time.monotonic()
     try:
@@ -147,6 +151,7 @@ def _prepare(
     extra: Mapping[str, str],
     kill_after: KillAfter,
     runtime: Mapping | None,
+    wrap: operators.WrapCommand | None = None,
 ) -> list[_Slot]:
     replicas = operators.plan(doc, runtime)
     unknown = set(kill_after) - {r.key for r in replicas}
@@ -168,10 +173,11 @@ def _prepare(
             r.index,
             log_path=workdir / "logs" / f"{r.replica_type.lower()}-{r.index}.log",
         )
+        wrapped = wrap(r, operators.pod_labels(doc, r), paths) if wrap is not None else None
         slots.append(
             _Slot(
                 spec=r,
-                argv=local_argv(container, paths),
+                argv=wrapped or local_argv(container, paths),
                 env=local_env(container, paths, extra={**extra, **operator_env}, fields=fields),
                 cwd=local_cwd(container, paths),
                 result=result,

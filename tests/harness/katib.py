@@ -5,8 +5,20 @@
 - Each trial is the trialSpec with `${trialParameters.x}` filled in (and the `${trialSpec.Name}`
   style metadata references), named `<experiment>-<8 random chars>`. Kubeflow training jobs run
   through `tests.harness.jobs`; a batch/v1 Job runs through the small runner at the end.
-- Metrics are read as Katib's collectors read them: StdOut from the primary replica's log, File
-  from the metrics file (TEXT with the same regex filters, or JSON lines with string values).
+- Katib's pod webhook runs as on a cluster (pkg/webhook/v1beta1/pod, Katib 0.19): for the StdOut
+  and File collectors the primary container (primaryContainerName) of the primary pod
+  (primaryPodLabels; Katib's defaults: TrainJob node 0, a training-operator job's job-role=master
+  pod, every pod of a batch/v1 Job) runs Katib's wrapped command (`katib_command`): command and
+  args joined with spaces, unquoted, into one `sh -c` line (a leading `sh -c` / `bash -c` of the
+  container's own is kept as the shell), with StdOut's `1>/var/log/katib/metrics.log 2>&1` and
+  `&& echo completed > /var/log/katib/$$.pid`. So a command that only works unjoined (a quoted
+  argument with spaces, a `/bin/sh -c` script with arguments) fails here as it does there; other
+  pods and containers run unwrapped. A pod without a container of that name is refused, as the
+  webhook refuses it; every primary container gets KATIB_TRIAL_NAME.
+- Metrics are read as Katib's collectors read them, from the metrics file (StdOut: the primary
+  container's redirected output) once the wrapped command has marked itself completed (without
+  the mark, the collector fails the pod): TEXT with the same regex filters, or JSON lines with
+  string values.
 - The experiment stops as Katib's controller decides (goal, max failed, max trials, grid end);
   trials still running then are left to finish, as Katib leaves them.
 
@@ -14,7 +26,10 @@ For the case studies' tests: run_smoke runs a case's Experiment with case.toml's
 and outside_search_space lists the trial values its search space does not hold.
 
 Not done locally: early stopping (the spec is noted and ignored), NAS, resume policies, the
-TensorFlowEvent, Prometheus and Push collectors, and ConfigMap trial templates.
+TensorFlowEvent, Prometheus and Push collectors, and ConfigMap trial templates. Kubernetes'
+`$(VAR)` expansion of command and args is not done (Katib's `$$$$.pid` is written as the `$$.pid`
+it becomes); the harness runs one container per pod, so a primary container that is not the
+one it runs is an error, and at most one pod per trial may be wrapped (they share one folder).
 """
 
 from __future__ import annotations
@@ -25,6 +40,8 @@ import math
 import posixpath
 import random
 import re
+import shutil
+import sys
 import threading
 import time
 import warnings
@@ -43,8 +60,8 @@ from optuna.distributions import (
 )
 from optuna.trial import TrialState
 
-from tests.harness import batch, manifests, trainer
-from tests.harness.containers import PathMap
+from tests.harness import batch, manifests, operators, trainer
+from tests.harness.containers import PYTHONS, PathMap
 
 if TYPE_CHECKING:
     from tests.harness.cases import Case
@@ -52,7 +69,19 @@ if TYPE_CHECKING:
 
 # Katib's default metrics filter (pkg/metricscollector/v1beta1/common/const.go, DefaultFilter).
 DEFAULT_FILTER = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
-DEFAULT_METRICS_FILE = "/var/log/katib/metrics.log"
+DEFAULT_METRICS_FILE = "/var/log/katib/metrics.log"  # common.DefaultFilePath; StdOut's always
+# The collectors whose primary container Katib's webhook wraps (pod/const.go,
+# NeedWrapWorkerMetricsCollectorList; TensorFlowEvent is not run here).
+WRAPPED_COLLECTORS = {"StdOut", "File"}
+TRAINING_COMPLETED = "completed"  # metricscollector common.TrainingCompleted
+# experiments/v1beta1/constants.go: primaryPodLabels Katib sets when the template has none; a
+# batch/v1 Job gets none, so every pod of it is primary.
+TRAINJOB_PRIMARY_POD_LABELS = {
+    "jobset.sigs.k8s.io/replicatedjob-name": "node",
+    "batch.kubernetes.io/job-completion-index": "0",
+}
+KUBEFLOW_JOB_PRIMARY_POD_LABELS = {"training.kubeflow.org/job-role": "master"}
+KUBEFLOW_JOB_KINDS = {"TFJob", "PyTorchJob", "XGBoostJob", "MPIJob", "TrainJob"}
 DEFAULT_PARALLEL_TRIALS = 3  # experiments/v1beta1 DefaultTrialParallelCount
 # k8s.io/apimachinery's rand.String alphabet, which Katib uses for trial names.
 NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
@@ -89,6 +118,8 @@ class Trial:
     objective: float | None = None  # the objective metric by its metric strategy
     workdir: Path | None = None
     created: float = field(default_factory=time.time)
+    # The metrics file the collector read (StdOut: the primary container's output), or None.
+    metrics_log: Path | None = None
 
 
 @dataclass
@@ -208,6 +239,7 @@ class Plan:
     trial_parameters: list[dict]
     trial_spec: dict
     primary_container: str
+    primary_pod_labels: dict[str, str] | None = None  # None: every pod of the trial
 
 
 def plan_experiment(doc: Mapping) -> Plan:
@@ -266,10 +298,24 @@ def plan_experiment(doc: Mapping) -> Plan:
         trial_parameters=list(template.get("trialParameters") or []),
         trial_spec=template["trialSpec"],
         primary_container=template.get("primaryContainerName", ""),
+        primary_pod_labels=_primary_pod_labels(template),
     )
     # Render once with placeholder values so a bad reference fails before any trial starts.
     render_trial_spec(plan, {p.name: "0" for p in parameters}, f"{plan.name}-check")
     return plan
+
+
+def _primary_pod_labels(template: Mapping) -> dict[str, str] | None:
+    """primaryPodLabels with Katib's defaults (experiment_defaults.go, setDefaultTrialTemplate)."""
+    labels = template.get("primaryPodLabels")
+    if labels:
+        return {str(k): str(v) for k, v in labels.items()}
+    kind = (template.get("trialSpec") or {}).get("kind")
+    if kind == "TrainJob":
+        return dict(TRAINJOB_PRIMARY_POD_LABELS)
+    if kind in KUBEFLOW_JOB_KINDS:
+        return dict(KUBEFLOW_JOB_PRIMARY_POD_LABELS)
+    return None
 
 
 def _optional_int(value: Any) -> int | None:
@@ -337,7 +383,9 @@ def _collector(spec: Mapping, metric: str) -> tuple[str, str, str, list[str]]:
     for f in filters:
         if re.compile(f).groups < 2:
             raise ValueError(f"metricsFormat {f!r} needs two groups: the name and the value")
-    return kind, fs.get("path") or DEFAULT_METRICS_FILE, fs.get("format") or "TEXT", filters
+    # StdOut always redirects to the default file (pod/utils.go, getMountPath).
+    path = DEFAULT_METRICS_FILE if kind == "StdOut" else fs.get("path") or DEFAULT_METRICS_FILE
+    return kind, path, fs.get("format") or "TEXT", filters
 
 
 # --- Search space and samplers -------------------------------------------------------------
@@ -632,16 +680,17 @@ def _float(text: str) -> float | None:
 
 
 def collect_metrics(plan: Plan, job: JobResult, paths: PathMap) -> tuple[dict, str]:
-    """The trial's metrics from its primary replica's log or its metrics file, and a note."""
+    """The trial's metrics from its metrics file, and a note; `job` is unused (kept for callers).
+
+    StdOut's file is what the wrapped primary container printed; no file means no pod was
+    wrapped (primaryPodLabels matched none) or the program never wrote it.
+    """
     if plan.collector == "None":
         return {}, ""
-    if plan.collector == "StdOut":
-        text = job.primary().log()  # chief/master/worker 0, or the Job's pod
-    else:
-        path = paths.host(plan.metrics_file)
-        if not path.is_file():
-            return {}, f"metrics file {plan.metrics_file} ({path}) was not written"
-        text = path.read_text(errors="replace")
+    path = paths.host(plan.metrics_file)
+    if not path.is_file():
+        return {}, f"metrics file {plan.metrics_file} ({path}) was not written"
+    text = path.read_text(errors="replace")
     try:
         if plan.collector == "File" and plan.file_format.upper() == "JSON":
             observations = parse_json_metrics(text, plan.metric_names)
@@ -661,6 +710,100 @@ def better(plan: Plan, value: float, than: float | None) -> bool:
     if than is None:
         return True
     return value > than if plan.objective_type == "maximize" else value < than
+
+
+# --- Katib's pod webhook ---------------------------------------------------------------------
+
+
+def katib_command(argv: Sequence[str], collector: str, metrics_file: str) -> list[str]:
+    """The primary container's command + args as Katib's webhook rewrites them (wrapWorkerContainer).
+
+    argv is the container's command followed by its args. A leading `sh -c` or `bash -c`
+    (exactly those words) stays the shell; everything else is joined with single spaces,
+    unquoted, into the one argument of that shell, followed by StdOut's redirect to the metrics
+    file and the completion mark in the file's folder. Katib writes the mark's name `$$$$.pid`,
+    which Kubernetes' `$$` escape turns into the `$$.pid` returned here: the shell's own pid.
+    """
+    argv = [str(a) for a in argv]
+    if not argv:
+        raise ValueError(
+            "the primary container has no command or args (Katib would read the image)"
+        )
+    shell = ["sh", "-c"]
+    if len(argv) > 1 and argv[0] in ("sh", "bash") and argv[1] == "-c":
+        shell, argv = argv[:2], argv[2:]
+    if collector == "StdOut":
+        argv.append(f"1>{metrics_file} 2>&1")
+    folder = posixpath.dirname(metrics_file)
+    argv += ["&&", f"echo {TRAINING_COMPLETED} > {folder}/$$.pid"]
+    return [*shell, " ".join(argv)]
+
+
+def is_primary_pod(labels: Mapping[str, str], primary: Mapping[str, str] | None) -> bool:
+    """Whether the webhook treats a pod as the trial's primary (isPrimaryPod; None: every pod)."""
+    return primary is None or all(labels.get(k) == v for k, v in primary.items())
+
+
+class _Webhook:
+    """operators.WrapCommand for one trial: Katib's pod webhook over each pod the job starts."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.wrapped: list[tuple[str, int]] = []
+
+    def __call__(
+        self, replica: operators.Replica, labels: Mapping[str, str], paths: PathMap
+    ) -> list[str] | None:
+        name = self.plan.primary_container
+        names = [c.get("name") for c in replica.pod_spec.get("containers") or []]
+        if replica.container.get("name") != name:
+            if name not in names:
+                # mutatePodEnv fails for every pod of the trial without it: the pod is refused.
+                raise ValueError(
+                    f"Katib's pod webhook refuses {replica.replica_type.lower()}-"
+                    f"{replica.index}'s pod: unable to find primary container {name!r} in "
+                    f"mutated pod containers {names}"
+                )
+            raise ValueError(
+                f"primaryContainerName {name!r} is not the container the harness runs in "
+                f"{replica.replica_type.lower()}-{replica.index}'s pod "
+                f"({replica.container.get('name')!r}): it runs one container per pod"
+            )
+        if self.plan.collector not in WRAPPED_COLLECTORS or not is_primary_pod(
+            labels, self.plan.primary_pod_labels
+        ):
+            return None
+        self.wrapped.append(replica.key)
+        if len(self.wrapped) > 1:
+            raise ValueError(
+                f"primaryPodLabels {self.plan.primary_pod_labels} match several pods "
+                f"{self.wrapped}: Katib wraps each, the harness gives a trial one metrics folder"
+            )
+        argv = [*replica.container.get("command", []), *replica.container.get("args", [])]
+        # Paths are mapped word by word, as for any command, before Katib joins the words.
+        local = [_local_word(paths.rewrite(str(a))) for a in argv]
+        metrics_file = str(paths.host(self.plan.metrics_file))  # its folder: the emptyDir's
+        shell, _, script = katib_command(local, self.plan.collector, metrics_file)
+        found = shutil.which(shell)
+        if found is None:
+            raise FileNotFoundError(f"shell {shell!r} of Katib's wrapped command is not installed")
+        return [found, "-c", script]
+
+
+def _local_word(word: str) -> str:
+    # An interpreter named by its image path is this one; `python` alone is found on PATH, where
+    # containers.local_env puts this interpreter's folder first.
+    return sys.executable if word in PYTHONS and "/" in word else word
+
+
+def completed_marks(plan: Plan, paths: PathMap) -> list[str]:
+    """The `<pid>.pid` files in the metrics folder that say the wrapped command completed."""
+    folder = paths.host(posixpath.dirname(plan.metrics_file))
+    return sorted(
+        f.name
+        for f in folder.glob("*.pid")
+        if f.stem.isdigit() and f.read_text(errors="replace").strip() == TRAINING_COMPLETED
+    )
 
 
 # --- Running trials ------------------------------------------------------------------------
@@ -683,11 +826,14 @@ def run_trial(
     start = time.monotonic()
     assert trial.workdir is not None
     paths = PathMap(workdir=trial.workdir)
-    if plan.collector == "File":
-        # Katib mounts a shared volume at the metrics file's folder; here it is a trial folder.
+    if plan.collector in WRAPPED_COLLECTORS:
+        # Katib mounts an emptyDir at the metrics file's folder; here it is a trial folder.
         paths.add(posixpath.dirname(plan.metrics_file)).mkdir(parents=True, exist_ok=True)
+    webhook = _Webhook(plan)
+    # mutatePodEnv gives the primary container the trial's name (the one container run here).
+    env = {**(env or {}), "KATIB_TRIAL_NAME": trial.name}
     try:
-        job = _run_job(plan, doc, trial.workdir, timeout, env, paths, cancel, runtimes)
+        job = _run_job(plan, doc, trial.workdir, timeout, env, paths, cancel, runtimes, webhook)
     except Exception as e:  # a trial that cannot start fails, as its pod would
         trial.status, trial.message = "Failed", f"{type(e).__name__}: {e}"
         trial.seconds = time.monotonic() - start
@@ -695,9 +841,20 @@ def run_trial(
     trial.job = job
     trial.metrics, note = collect_metrics(plan, job, paths)
     trial.objective = objective_value(plan, trial.metrics)
+    if plan.collector != "None" and paths.host(plan.metrics_file).is_file():
+        trial.metrics_log = paths.host(plan.metrics_file)
     if not job.succeeded:
         trial.status = "Failed"
         trial.message = f"{job.reason}: {job.message}".strip(": ")
+    elif webhook.wrapped and not completed_marks(plan, paths):
+        # The collector waits for the wrapped shell's mark; without it the sidecar exits with an
+        # error (pns.go, WaitPIDs) and fails the primary pod, and with it the trial.
+        trial.status = "Failed"
+        trial.message = (
+            f"metrics collector: training container is failed: no <pid>.pid in "
+            f"{posixpath.dirname(plan.metrics_file)} says {TRAINING_COMPLETED} (the command "
+            "ended without running Katib's completion mark)"
+        )
     elif plan.collector != "None" and trial.objective is None:
         trial.status = "MetricsUnavailable"
         trial.message = note or f"objective metric {plan.objective_metric} was not reported"
@@ -716,6 +873,7 @@ def _run_job(
     paths: PathMap,
     cancel: threading.Event | None,
     runtimes: Iterable[Mapping],
+    wrap: _Webhook,
 ) -> JobResult:
     if doc.get("kind") == "Job":
         return batch.run_batch_job(
@@ -726,6 +884,7 @@ def _run_job(
             paths=paths,
             container_name=plan.primary_container,
             cancel=cancel,
+            wrap=wrap,
         )
     from tests.harness import jobs
 
@@ -737,6 +896,7 @@ def _run_job(
         paths=paths,
         cancel=cancel,
         runtimes=runtimes,
+        wrap=wrap,
     )
 
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from tests.harness import trainer
 from tests.harness.procs import LOOPBACK
@@ -53,6 +54,12 @@ class Replica:
     @property
     def key(self) -> tuple[str, int]:
         return (self.replica_type, self.index)
+
+
+# What a mutating admission webhook (Katib's pod webhook) makes of a replica's command: given
+# the replica, its pod's labels and the run's PathMap, the local argv to run instead, or None to
+# run the container's own command. Raising ValueError refuses the pod, as a webhook error does.
+WrapCommand = Callable[[Replica, Mapping[str, str], Any], list[str] | None]
 
 
 def kind_of(doc: Mapping) -> str:
@@ -230,6 +237,62 @@ def _xgboost_env(doc: Mapping, replica_type: str, index: int, ports: Mapping) ->
 
 
 num_proc_per_node = trainer.num_proc_per_node
+
+
+# Labels the operators put on a replica's pod (besides the pod template's own), which Katib's
+# primaryPodLabels select on. Training Operator v1.9: pkg/common/util/... ReplicaTypeLabel etc.,
+# and job-role=master where the framework's IsMasterRole says so (TFJob: the Chief or Master,
+# else worker 0; PyTorchJob and XGBoostJob: the Master).
+JOB_NAME_LABEL = "training.kubeflow.org/job-name"
+OPERATOR_NAME_LABEL = "training.kubeflow.org/operator-name"
+REPLICA_TYPE_LABEL = "training.kubeflow.org/replica-type"
+REPLICA_INDEX_LABEL = "training.kubeflow.org/replica-index"
+JOB_ROLE_LABEL = "training.kubeflow.org/job-role"
+
+
+def pod_labels(doc: Mapping, replica: Replica) -> dict[str, str]:
+    """The labels of the pod that runs `replica`: its template's, then its controller's.
+
+    TrainJob: JobSet's and the Job controller's (`trainer.fields`); batch/v1 Job: job-name and
+    batch.kubernetes.io/job-name; SparkApplication: spark-role=driver.
+    """
+    kind = doc.get("kind", "")
+    name = doc.get("metadata", {}).get("name", "")
+    if kind == "TrainJob":
+        prefix, suffix = "metadata.labels['", "']"
+        return {
+            path[len(prefix) : -len(suffix)]: value
+            for path, value in trainer.fields(doc, replica.index).items()
+            if path.startswith(prefix)
+        }
+    if kind == "Job":
+        template = (doc.get("spec") or {}).get("template") or {}
+        labels = dict((template.get("metadata") or {}).get("labels") or {})
+        return {**labels, "job-name": name, "batch.kubernetes.io/job-name": name}
+    if kind == "SparkApplication":
+        labels = dict(((doc.get("spec") or {}).get("driver") or {}).get("labels") or {})
+        return {**labels, "spark-role": "driver"}
+    field = TRAINING_OPERATOR[kind_of(doc)][0]
+    spec = (doc["spec"].get(field) or {}).get(replica.replica_type) or {}
+    labels = dict(((spec.get("template") or {}).get("metadata") or {}).get("labels") or {})
+    labels.update(
+        {
+            OPERATOR_NAME_LABEL: f"{kind.lower()}-controller",
+            JOB_NAME_LABEL: name,
+            REPLICA_TYPE_LABEL: replica.replica_type.lower(),
+            REPLICA_INDEX_LABEL: str(replica.index),
+        }
+    )
+    if _is_master_role(doc, replica):
+        labels[JOB_ROLE_LABEL] = "master"
+    return labels
+
+
+def _is_master_role(doc: Mapping, replica: Replica) -> bool:
+    counts = _counts(doc)
+    if doc["kind"] == "TFJob" and not {"Chief", "Master"} & set(counts):
+        return replica.key == ("Worker", 0)
+    return replica.replica_type in (("Chief", "Master") if doc["kind"] == "TFJob" else ("Master",))
 
 
 def primary(doc: Mapping) -> tuple[str, int]:
