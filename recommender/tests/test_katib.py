@@ -129,9 +129,9 @@ def test_the_trial_counts_are_ones_katib_accepts(path: Path) -> None:
 
 # Copied from mnist.tests.test_katib.test_katib_collects_metrics_from_the_container_the_runtime_runs
 def test_katib_collects_metrics_from_the_container_the_runtime_runs() -> None:
-    # Katib's sidecar reads the log of primaryContainerName; the harness reads node 0's log
-    # whatever it is called, so a name the runtime's pods do not have would pass here and
-    # collect nothing on a cluster.
+    # Katib's webhook wraps primaryContainerName and its sidecar reads that container's output;
+    # a name the runtime's pods do not have gets the trial's pod refused. The harness refuses it
+    # too, but only when a trial runs: this says so before any does.
     template = CLUSTER["spec"]["trialTemplate"]
     trial = template["trialSpec"]
     runtime = trainer.resolve(trial, trainer.runtimes_beside(EXPERIMENT))
