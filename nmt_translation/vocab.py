@@ -1,21 +1,23 @@
 """Subword vocabularies, one per language, built from the training text only.
 
-A WordPiece vocabulary (Hugging Face `tokenizers`) rather than BPE, for three reasons:
+Byte-pair encoding (Hugging Face `tokenizers`) with SentencePiece's word-start mark `▁`, rather
+than WordPiece, for three reasons:
 
-- it encodes a word by greedy longest-match-first over its pieces, as Tensor2Tensor's
-  `SubwordTextEncoder` does, so it is the nearest well-kept stand-in for the vocabulary of the
-  workflow this case maps;
+- it is reproducible: the same text gives the same pieces and ids in every process, which two
+  training nodes that each build their vocabulary, and a rerun with the same seed, rely on.
+  tokenizers' WordPiece trainer is not (huggingface/tokenizers#1794, open: its `##` pieces get
+  ids in hash-map order, which breaks ties between equally frequent merges differently from run
+  to run; a test here builds twice and compares);
 - the text it sees is already cleaned by `nmt_translation.data.preprocess` (lower case a-z, the
-  punctuation `. ? ! , ¿`, single spaces), so splitting on spaces and joining pieces back with
-  `##` inverts it exactly: `decode(encode(text)) == text` for any cleaned text;
-- the pieces read as words and word endings ("cans", "##ado"), which keeps the attention
-  heat-maps legible.
+  punctuation `. ? ! , ¿`, single spaces), so marking each word's start with `▁` and turning the
+  marks back into spaces inverts it exactly: `decode(encode(text)) == text` for any cleaned text;
+- like Tensor2Tensor's `SubwordTextEncoder`, which marks word ends with `_`, a piece knows
+  whether it starts a word ("▁cans", "ado"), so words re-form without a separate rule.
 
-Every letter and mark of the cleaned alphabet is in the vocabulary both as a word start and as a
-`##` continuation, so a cleaned word never becomes `[UNK]`: a word unseen in training is spelt
-from smaller pieces. The ids: `[PAD]`=0 (the models mask on it), `[START]`=1, `[END]`=2,
-`[UNK]`=3, then the learnt pieces. `encode` returns the pieces' ids only; the models add
-`start_id` and `end_id` around them.
+Every letter and mark of the cleaned alphabet is in the vocabulary, so a cleaned word never
+becomes `[UNK]`: a word unseen in training is spelt from smaller pieces. The ids: `[PAD]`=0 (the
+models mask on it), `[START]`=1, `[END]`=2, `[UNK]`=3, then the learnt pieces. `encode` returns
+the pieces' ids only; the models add `start_id` and `end_id` around them.
 
 A vocabulary is one JSON file (the tokenizer's own format), spa.json and eng.json beside the
 model, so the server and the trainers load the same one.
@@ -31,7 +33,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 PAD, START, END, UNK = "[PAD]", "[START]", "[END]", "[UNK]"
 SPECIAL = [PAD, START, END, UNK]  # in id order: PAD=0, START=1, END=2, UNK=3
-PREFIX = "##"
+WORD_START = "\u2581"  # ▁, SentencePiece's mark, which cleaned text never contains
 # What nmt_translation.data.preprocess keeps: a-z and five punctuation marks.
 ALPHABET = list(string.ascii_lowercase) + list(".?!,¿")
 
@@ -41,7 +43,7 @@ class VocabError(ValueError):
 
 
 class Vocab:
-    """A WordPiece tokenizer over cleaned text with fixed special ids (see the module)."""
+    """A BPE tokenizer over cleaned text with fixed special ids (see the module)."""
 
     def __init__(self, tokenizer: Tokenizer) -> None:
         ids = [tokenizer.token_to_id(token) for token in SPECIAL]
@@ -54,35 +56,21 @@ class Vocab:
     def build(cls, texts: Iterable[str], size: int) -> Vocab:
         """Learn `size` pieces (specials and alphabet included) from cleaned `texts`.
 
-        The trainer stops at `size`; letters it kept only at word starts are then added as
-        continuations too, so `.size` can exceed `size` by up to 31.
-
         Give it the training split's text only: a word seen only in validation or test must not
         become a piece of its own, or the scores on them would flatter the model.
         """
-        if size < len(SPECIAL) + 2 * len(ALPHABET):
-            raise ValueError(f"a vocabulary needs room for the alphabet: size >= 66, got {size}")
-        learner = Tokenizer(models.WordPiece(unk_token=UNK, continuing_subword_prefix=PREFIX))
-        learner.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        trainer = trainers.WordPieceTrainer(
+        if size < len(SPECIAL) + len(ALPHABET) + 1:
+            raise ValueError(f"a vocabulary needs room for the alphabet: size >= 36, got {size}")
+        tokenizer = Tokenizer(models.BPE(unk_token=UNK))
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(WORD_START, prepend_scheme="always")
+        tokenizer.decoder = decoders.Metaspace(WORD_START, prepend_scheme="always")
+        trainer = trainers.BpeTrainer(
             vocab_size=size,
             special_tokens=SPECIAL,
-            initial_alphabet=ALPHABET,
-            continuing_subword_prefix=PREFIX,
+            initial_alphabet=[*ALPHABET, WORD_START],
             show_progress=False,
         )
-        learner.train_from_iterator(texts, trainer)
-        # The trainer keeps a letter as a continuation only where training used it there: add
-        # the missing ones so that no cleaned word falls back to [UNK].
-        vocab = learner.get_vocab()
-        for piece in ALPHABET + [PREFIX + c for c in ALPHABET]:
-            vocab.setdefault(piece, len(vocab))
-        tokenizer = Tokenizer(
-            models.WordPiece(vocab, unk_token=UNK, continuing_subword_prefix=PREFIX)
-        )
-        tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        # cleanup=False: keep the spaces before punctuation that preprocess put there.
-        tokenizer.decoder = decoders.WordPiece(prefix=PREFIX, cleanup=False)
+        tokenizer.train_from_iterator(texts, trainer)
         return cls(tokenizer)
 
     @property
