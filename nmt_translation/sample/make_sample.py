@@ -8,7 +8,7 @@ have what makes the real data worth a careful evaluation, at a size a model lear
 
 - short everyday sentences: statements, negations, yes/no questions (both Spanish word orders),
   "where is" questions and places, imperatives with `¡...!` and "por favor", a few set phrases;
-- a small vocabulary (about 300 Spanish and 200 English words) with accents, `ñ`, `¿ ?`, `¡ !`;
+- a small vocabulary (about 250 words on each side) with accents, `ñ`, `¿ ?`, `¡ !`;
 - one Spanish sentence, several English translations, as in Tatoeba: contractions ("I'm" and
   "I am"), synonyms ("close"/"shut", "movie"/"film"), the simple present and the progressive,
   the possessive `su` (his, her, their, your); each source gets one to three of them;
