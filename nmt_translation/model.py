@@ -479,3 +479,59 @@ class Transformer(keras.Model):
             x, seen, weights = layer(x, past, None, encoded["memory"], cross_mask)
             new_state.append(seen)
         return self._logits(x)[:, 0], new_state, ops.mean(weights, axis=1)[:, 0]
+
+
+# -- batches for Model.fit ---------------------------------------------------------------------
+
+
+class Batches(keras.utils.PyDataset):
+    """((source, target_in), target_out) batches of id lists, padded to a multiple of 16.
+
+    source: the sentence's ids and END; target_in: START and the translation's ids; target_out:
+    the ids and END, which the loss reads. Rounding the padded length to a multiple of 16 keeps
+    the shapes Keras' compiled step sees to a few. `seed` shuffles anew each epoch; None keeps
+    the order (validation).
+    """
+
+    def __init__(
+        self,
+        sources: list[list[int]],
+        targets: list[list[int]],
+        batch_size: int,
+        start_id: int,
+        end_id: int,
+        seed: int | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.sources, self.targets = sources, targets
+        self.batch_size, self.start_id, self.end_id = batch_size, start_id, end_id
+        self.rng = None if seed is None else np.random.default_rng(seed)
+        self.order = np.arange(len(sources))
+        self.on_epoch_end()
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sources) / self.batch_size)
+
+    def __getitem__(self, index: int):
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        source = _pad([self.sources[i] for i in rows])
+        target_in = _pad([[self.start_id, *self.targets[i]] for i in rows])
+        target_out = _pad([[*self.targets[i], self.end_id] for i in rows])
+        return (source, target_in), target_out
+
+    def on_epoch_end(self) -> None:
+        if self.rng is not None:
+            self.order = self.rng.permutation(len(self.sources))
+
+    def tokens(self) -> int:
+        """Real tokens of one epoch, source and target (END included): for tokens per second."""
+        return sum(len(s) for s in self.sources) + sum(len(t) + 1 for t in self.targets)
+
+
+def _pad(sequences: list[list[int]], multiple: int = 16) -> np.ndarray:
+    length = max(len(s) for s in sequences)
+    out = np.full((len(sequences), -(-length // multiple) * multiple), PAD_ID, dtype="int32")
+    for i, seq in enumerate(sequences):
+        out[i, : len(seq)] = seq
+    return out

@@ -98,6 +98,23 @@ def _log_softmax(logits, never: tuple[int, ...] = ()) -> np.ndarray:
     return x
 
 
+def _compiled(model: keras.Model) -> tuple:
+    """(encode, step) of the model, as TensorFlow graphs when Keras runs on TensorFlow: a step
+    called eagerly spends most of its time dispatching ops one at a time. reduce_retracing lets
+    one graph serve every batch size and prefix length after the first few."""
+    import keras
+
+    cached = getattr(model, "_nmt_decoding_functions", None)
+    if cached is None:
+        cached = (model.encode, model.step)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            cached = tuple(tf.function(f, reduce_retracing=True) for f in cached)
+        model._nmt_decoding_functions = cached
+    return cached
+
+
 def _batches(sources: list[list[int]], batch_size: int) -> list[list[int]]:
     """Indices of the sources in batches of similar length (less padding), in a fixed order."""
     order = sorted(range(len(sources)), key=lambda i: (len(sources[i]), i))
@@ -116,14 +133,15 @@ def _greedy_batch(
 
     batch = len(sources)
     limits = [length_limit(len(s), max_length) for s in sources]
-    encoded = model.encode(ops.convert_to_tensor(pad_batch(sources)))
+    encode, step = _compiled(model)
+    encoded = encode(ops.convert_to_tensor(pad_batch(sources)))
     state = model.initial_state(encoded)
     tokens = np.full(batch, start_id, dtype="int32")
     hyps = [Hypothesis([], 0.0, False) for _ in range(batch)]
     weights: list[list[np.ndarray]] = [[] for _ in range(batch)]
     done = np.zeros(batch, dtype=bool)
     for _ in range(max(limits)):
-        logits, state, attention = model.step(encoded, state, ops.convert_to_tensor(tokens))
+        logits, state, attention = step(encoded, state, ops.convert_to_tensor(tokens))
         log_probs = _log_softmax(logits, never=(PAD_ID, start_id))
         chosen = log_probs.argmax(axis=-1)
         attention = ops.convert_to_numpy(attention) if keep_attention else None
@@ -179,7 +197,8 @@ def _beam_batch(
 
     batch, k = len(sources), beam_size
     limits = [length_limit(len(s), max_length) for s in sources]
-    encoded = model.encode(ops.convert_to_tensor(pad_batch(sources)))
+    encode, step = _compiled(model)
+    encoded = encode(ops.convert_to_tensor(pad_batch(sources)))
     encoded = {name: ops.repeat(t, k, axis=0) for name, t in encoded.items()}  # (batch * k, ...)
     state = model.initial_state(encoded)
     last = np.full(batch * k, start_id, dtype="int32")
@@ -189,7 +208,7 @@ def _beam_batch(
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     done = np.zeros(batch, dtype=bool)
     for _ in range(max(limits)):
-        logits, state, _ = model.step(encoded, state, ops.convert_to_tensor(last))
+        logits, state, _ = step(encoded, state, ops.convert_to_tensor(last))
         log_probs = _log_softmax(logits, never=(PAD_ID, start_id))
         vocab = log_probs.shape[-1]
         candidates = (alive_log_prob[:, :, None] + log_probs.reshape(batch, k, vocab)).reshape(
@@ -251,14 +270,19 @@ def beam_search(
         batch = [sources[i] for i in idx]
         hyps = _beam_batch(model, batch, start_id, end_id, beam_size, alpha, max_length)
         if keep_greedy and beam_size > 1:
-            greedy_hyps = _greedy_batch(model, batch, start_id, end_id, max_length)
-            hyps = [
-                g if g.score(alpha) > h.score(alpha) else h
-                for h, g in zip(hyps, greedy_hyps, strict=True)
-            ]
+            hyps = best_of(hyps, _greedy_batch(model, batch, start_id, end_id, max_length), alpha)
         for i, hyp in zip(idx, hyps, strict=True):
             out[i] = hyp
     return out  # type: ignore[return-value]
+
+
+def best_of(
+    beams: list[Hypothesis], greedies: list[Hypothesis], alpha: float = ALPHA
+) -> list[Hypothesis]:
+    """Per sentence, the greedy hypothesis where it scores higher, else the beam's."""
+    return [
+        g if g.score(alpha) > b.score(alpha) else b for b, g in zip(beams, greedies, strict=True)
+    ]
 
 
 def log_probabilities(
