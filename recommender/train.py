@@ -3,7 +3,7 @@
     python -m recommender.train --sample --model-dir /tmp/rec          # committed sample, ~20 s
     python -m recommender.train --model-dir /tmp/rec                   # the book's transactions
     python -m recommender.train --dataset movielens --model-dir /tmp/ml   # MovieLens-100k
-    python -m recommender.train --dataset movielens-recbole --n-factors 128 --model-dir /tmp/ml
+    python -m recommender.train --dataset movielens-recbole --n-factors 128 --batch-size 512 --epochs 40 --model-dir /tmp/ml
         # the same ratings from the recbole wheel on PyPI (a mirror of PyPI is all it needs)
 
 The interactions are split per user 8:1:1 (data.split_by_user, RecBole's quick-start split).
