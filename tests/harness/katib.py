@@ -679,8 +679,8 @@ def _float(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def collect_metrics(plan: Plan, job: JobResult, paths: PathMap) -> tuple[dict, str]:
-    """The trial's metrics from its metrics file, and a note; `job` is unused (kept for callers).
+def collect_metrics(plan: Plan, paths: PathMap) -> tuple[dict, str]:
+    """The trial's metrics from its metrics file, and a note.
 
     StdOut's file is what the wrapped primary container printed; no file means no pod was
     wrapped (primaryPodLabels matched none) or the program never wrote it.
@@ -839,7 +839,7 @@ def run_trial(
         trial.seconds = time.monotonic() - start
         return trial
     trial.job = job
-    trial.metrics, note = collect_metrics(plan, job, paths)
+    trial.metrics, note = collect_metrics(plan, paths)
     trial.objective = objective_value(plan, trial.metrics)
     if plan.collector != "None" and paths.host(plan.metrics_file).is_file():
         trial.metrics_log = paths.host(plan.metrics_file)
